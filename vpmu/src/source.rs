@@ -1,0 +1,75 @@
+//! The boundary between the guest-visible PMU ([`crate::guest`]) and whatever
+//! counts events for it (a run-time clock, the multiplexer over a simulated or
+//! perf-backed host PMU).
+//!
+//! The guest PMU owns the architectural state (counter values, status bits).
+//! A [`CountSource`] only reports how many events a running counter counted
+//! since it was last asked. The guest PMU calls [`CountSource::start`] /
+//! [`CountSource::stop`] only when a counter's effective configuration
+//! changes, so accesses that change nothing on the host side reach no source
+//! at all.
+
+use serde::{Deserialize, Serialize};
+
+/// One guest counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum CounterIndex {
+    /// General-purpose counter `IA32_PMCx` programmed by `IA32_PERFEVTSELx`.
+    Gp(u8),
+    /// Fixed-function counter `IA32_FIXED_CTRx` programmed by a nibble of
+    /// `IA32_FIXED_CTR_CTRL`.
+    Fixed(u8),
+}
+
+/// An event as the SDM encodes it: event select and unit mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EventCode {
+    pub select: u8,
+    pub umask: u8,
+}
+
+/// What a counting guest counter counts, decoded from `IA32_PERFEVTSELx`, or
+/// for a fixed counter, its architectural event and its control nibble.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterConfig {
+    pub event: EventCode,
+    /// Count at CPL > 0 (`USR`, bit 16).
+    pub usr: bool,
+    /// Count at CPL 0 (`OS`, bit 17).
+    pub os: bool,
+    /// Edge detect (bit 18).
+    pub edge: bool,
+    /// Invert counter mask (bit 23).
+    pub inv: bool,
+    /// Counter mask (bits 31:24).
+    pub cmask: u8,
+    /// AnyThread (bit 21; fixed nibble bit 2), where the version allows it.
+    pub any_thread: bool,
+    /// `Some(n)`: the counter has its interrupt enabled (`INT`, bit 20) and
+    /// wraps after `n` more events; the source should arrange to be polled
+    /// (kick the vCPU) when that many events have been counted.
+    pub overflow_after: Option<u64>,
+}
+
+/// Something that counts events for running guest counters.
+pub trait CountSource {
+    /// `counter` starts counting with `config`, or its configuration changed.
+    /// Events counted under the previous configuration were drained before.
+    fn start(&mut self, counter: CounterIndex, config: &CounterConfig);
+    /// `counter` stops counting. Its events were drained before.
+    fn stop(&mut self, counter: CounterIndex);
+    /// Events `counter` counted since the last call (or since `start`).
+    fn drain(&mut self, counter: CounterIndex) -> u64;
+}
+
+/// A source that counts nothing: the guest sees counters that never move.
+#[derive(Debug, Default)]
+pub struct NullSource;
+
+impl CountSource for NullSource {
+    fn start(&mut self, _: CounterIndex, _: &CounterConfig) {}
+    fn stop(&mut self, _: CounterIndex) {}
+    fn drain(&mut self, _: CounterIndex) -> u64 {
+        0
+    }
+}
