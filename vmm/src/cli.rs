@@ -1,0 +1,104 @@
+//! The `vmm` command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::vm::{self, Kernel, StopReason, VmConfig};
+use crate::{exit_status, guests};
+
+#[derive(Debug, Parser)]
+#[command(name = "vmm", version, about = "A KVM VMM with a virtual Intel architectural PMU")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a guest and run it until it exits.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Guest image (ELF64 or Multiboot v1). Default: the built-in demo guest.
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 2)]
+    pub vcpus: u8,
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub memory: u64,
+    /// Kernel command line.
+    #[arg(long, default_value = "")]
+    pub cmdline: String,
+    /// Stop the guest after this many seconds (exit status 124).
+    #[arg(long)]
+    pub timeout: Option<f64>,
+}
+
+impl RunArgs {
+    fn to_config(&self) -> Result<VmConfig, crate::VmError> {
+        let timeout = match self.timeout {
+            None => None,
+            Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
+            Some(t) => return Err(crate::VmError::Config(format!("--timeout must be a positive number of seconds, got {t}"))),
+        };
+        let kernel = match &self.kernel {
+            Some(p) => Kernel::Path(p.clone()),
+            None => Kernel::Builtin(guests::DEFAULT),
+        };
+        Ok(VmConfig { kernel, vcpus: self.vcpus, mem_mib: self.memory, cmdline: self.cmdline.clone(), timeout })
+    }
+}
+
+/// Runs the CLI and returns the process exit status.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                print!("{e}");
+                return 0;
+            }
+            // One line: clap's first line names the problem.
+            let msg = e.to_string();
+            eprintln!("{}", msg.lines().next().unwrap_or("invalid arguments"));
+            return exit_status::CONFIG;
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run(&args),
+    }
+}
+
+fn run(args: &RunArgs) -> u8 {
+    let result = args.to_config().and_then(|cfg| vm::run(&cfg));
+    match result {
+        Err(e) => {
+            eprintln!("vmm: {e}");
+            e.exit_status()
+        }
+        Ok(StopReason::GuestExit(status)) => status,
+        Ok(StopReason::Timeout) => {
+            eprintln!("vmm: timeout: guest stopped");
+            exit_status::TIMEOUT
+        }
+        Ok(StopReason::GuestCrash(what)) => {
+            eprintln!("vmm: guest crashed: {what}");
+            exit_status::GUEST_CRASH
+        }
+        Ok(StopReason::Signal(sig)) => {
+            eprintln!("vmm: stopped by signal {sig}");
+            exit_status::SIGNAL_BASE.wrapping_add(sig as u8)
+        }
+        Ok(StopReason::VmmError(what)) => {
+            eprintln!("vmm: {what}");
+            exit_status::VMM_ERROR
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! A small KVM VMM whose guests get a virtual Intel architectural PMU.
+//!
+//! - [`cli`]: `vmm run`, argument parsing and exit statuses.
+//! - [`vm`]: the VM (memory, irqchip, PIT), vCPU threads and stopping.
+//! - [`vcpu`]: the `KVM_RUN` loop and exit dispatch.
+//! - [`kick`]: getting a vCPU out of `KVM_RUN` (signal + `immediate_exit`).
+//! - [`boot`]: ELF64 and Multiboot v1 loaders and boot structures.
+//! - [`devices`]: UART, debug-exit port, fw_cfg.
+//! - [`cpuid`]: the CPUID table each vCPU sees.
+
+pub mod boot;
+pub mod cli;
+pub mod cpuid;
+pub mod devices;
+pub mod guests;
+pub mod kick;
+pub mod vcpu;
+pub mod vm;
+
+/// Everything that can keep a VM from running. The CLI prints it as one line
+/// and maps it to an exit status with [`VmError::exit_status`].
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot read kernel {0}: {1}")]
+    KernelFile(String, std::io::Error),
+    #[error("cannot boot kernel: {0}")]
+    Boot(#[from] boot::BootError),
+    #[error("KVM unavailable: {0}")]
+    KvmUnavailable(String),
+    #[error("guest memory: {0}")]
+    Memory(String),
+    #[error("{0} failed: {1}")]
+    Kvm(&'static str, kvm_ioctls::Error),
+    #[error("host: {0}")]
+    Host(#[from] std::io::Error),
+}
+
+/// Exit statuses of `vmm` (the README lists them).
+pub mod exit_status {
+    /// A host-side failure while setting up or running the VM.
+    pub const VMM_ERROR: u8 = 1;
+    /// Usage or configuration error: bad arguments, unreadable or
+    /// unsupported image, /dev/kvm missing or not permitted.
+    pub const CONFIG: u8 = 2;
+    /// `--timeout` elapsed (as coreutils `timeout`).
+    pub const TIMEOUT: u8 = 124;
+    /// The guest crashed: triple fault, failed VM entry, KVM internal error.
+    pub const GUEST_CRASH: u8 = 125;
+    /// Stopped by a signal: 128 + the signal number (130 SIGINT, 143 SIGTERM).
+    pub const SIGNAL_BASE: u8 = 128;
+}
+
+impl VmError {
+    /// The exit status for this error.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            VmError::Config(_)
+            | VmError::KernelFile(..)
+            | VmError::Boot(_)
+            | VmError::KvmUnavailable(_)
+            | VmError::Memory(_) => exit_status::CONFIG,
+            VmError::Kvm(..) | VmError::Host(_) => exit_status::VMM_ERROR,
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! One vCPU: its thread, the `KVM_RUN` loop and exit dispatch.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs, CpuId};
+use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
+
+use crate::boot::{layout, multiboot, BootEntry, EntryMode};
+use crate::devices::{PioAction, PioBus};
+use crate::vm::{StopReason, VmShared};
+use crate::{cpuid, kick, VmError};
+
+const CR0_PE: u64 = 1 << 0;
+const CR0_MP: u64 = 1 << 1;
+const CR0_ET: u64 = 1 << 4;
+const CR0_NE: u64 = 1 << 5;
+const CR0_WP: u64 = 1 << 16;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+
+/// A vCPU ready to run on its own thread.
+pub struct Vcpu {
+    id: u8,
+    fd: VcpuFd,
+    shared: Arc<VmShared>,
+}
+
+impl Vcpu {
+    /// Creates vCPU `id`; the BSP (`boot` is `Some`) gets its entry state,
+    /// the others wait for INIT/SIPI in the in-kernel LAPIC.
+    pub fn new(
+        vm: &VmFd,
+        id: u8,
+        count: u8,
+        base_cpuid: &CpuId,
+        boot: Option<BootEntry>,
+        shared: Arc<VmShared>,
+    ) -> Result<Self, VmError> {
+        let fd = vm.create_vcpu(u64::from(id)).map_err(|e| VmError::Kvm("KVM_CREATE_VCPU", e))?;
+        fd.set_cpuid2(&cpuid::for_vcpu(base_cpuid, id, count))
+            .map_err(|e| VmError::Kvm("KVM_SET_CPUID2", e))?;
+        if let Some(entry) = boot {
+            set_entry_state(&fd, &entry)?;
+        }
+        Ok(Vcpu { id, fd, shared })
+    }
+
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+
+    /// The vCPU thread's body: run until the VM stops.
+    pub fn run(mut self) {
+        kick::set_immediate_exit_target(&mut self.fd.get_kvm_run().immediate_exit);
+        while !self.shared.stopping() {
+            if let Some(reason) = self.run_once() {
+                self.shared.request_stop(reason);
+            }
+        }
+        kick::clear_immediate_exit_target();
+    }
+
+    /// One `KVM_RUN` and the handling of its exit; `Some` stops the VM.
+    fn run_once(&mut self) -> Option<StopReason> {
+        let id = self.id;
+        let shared = &self.shared;
+        match self.fd.run() {
+            Ok(exit) => match exit {
+                VcpuExit::IoOut(port, data) => match shared.pio.write(port, data) {
+                    PioAction::Exit(status) => return Some(StopReason::GuestExit(status)),
+                    PioAction::None => {
+                        if !PioBus::claims(port) {
+                            log_once(Unhandled::PortOut(port));
+                        }
+                    }
+                },
+                VcpuExit::IoIn(port, data) => {
+                    if !PioBus::claims(port) {
+                        log_once(Unhandled::PortIn(port));
+                    }
+                    shared.pio.read(port, data);
+                }
+                VcpuExit::MmioRead(addr, data) => {
+                    log_once(Unhandled::Mmio(addr));
+                    data.fill(0xFF);
+                }
+                VcpuExit::MmioWrite(addr, _) => log_once(Unhandled::Mmio(addr)),
+                VcpuExit::X86Rdmsr(exit) => {
+                    log_once(Unhandled::Msr(exit.index));
+                    *exit.error = 1;
+                }
+                VcpuExit::X86Wrmsr(exit) => {
+                    log_once(Unhandled::Msr(exit.index));
+                    *exit.error = 1;
+                }
+                VcpuExit::Hlt | VcpuExit::IrqWindowOpen | VcpuExit::Intr => {}
+                VcpuExit::Shutdown => return Some(self.crash("triple fault")),
+                VcpuExit::InternalError => return Some(self.crash("KVM internal error")),
+                VcpuExit::FailEntry(reason, _) => {
+                    return Some(self.crash(&format!("VM entry failed (hardware reason {reason:#x})")))
+                }
+                VcpuExit::SystemEvent(kind, _) => {
+                    return Some(self.crash(&format!("system event {kind} (reset or shutdown)")))
+                }
+                other => {
+                    let what = format!("unexpected exit {other:?}");
+                    return Some(self.crash(&what));
+                }
+            },
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                // Kicked: the loop re-checks the stop flag.
+                self.fd.set_kvm_immediate_exit(0);
+            }
+            Err(e) => return Some(StopReason::VmmError(format!("vcpu{id}: KVM_RUN: {e}"))),
+        }
+        None
+    }
+
+    /// Describes a crash in one line with the guest's registers.
+    fn crash(&self, what: &str) -> StopReason {
+        let regs = self.fd.get_regs().map(|r| {
+            format!("rip={:#x} rsp={:#x} rflags={:#x} rax={:#x} rbx={:#x}", r.rip, r.rsp, r.rflags, r.rax, r.rbx)
+        });
+        let sregs = self.fd.get_sregs().map(|s| {
+            format!("cs={:#x} cr0={:#x} cr3={:#x} cr4={:#x} efer={:#x}", s.cs.selector, s.cr0, s.cr3, s.cr4, s.efer)
+        });
+        let regs = match (regs, sregs) {
+            (Ok(r), Ok(s)) => format!("{r} {s}"),
+            (Err(e), _) | (_, Err(e)) => format!("registers unavailable: {e}"),
+        };
+        StopReason::GuestCrash(format!("vcpu{}: {what}: {regs}", self.id))
+    }
+}
+
+/// Exits nothing on the platform answers; each is logged once per VMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Unhandled {
+    PortIn(u16),
+    PortOut(u16),
+    Mmio(u64),
+    Msr(u32),
+}
+
+fn log_once(what: Unhandled) {
+    static SEEN: OnceLock<Mutex<HashSet<Unhandled>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(|| Mutex::new(HashSet::new()));
+    let first = seen.lock().map(|mut s| s.insert(what)).unwrap_or(false);
+    if first {
+        match what {
+            Unhandled::PortIn(p) => log::warn!("guest read unclaimed I/O port {p:#x} (reads as 0xff; logged once)"),
+            Unhandled::PortOut(p) => log::warn!("guest wrote unclaimed I/O port {p:#x} (ignored; logged once)"),
+            Unhandled::Mmio(a) => log::warn!("guest accessed unclaimed MMIO {a:#x} (reads as 0xff; logged once)"),
+            Unhandled::Msr(i) => log::warn!("guest accessed MSR {i:#x} that no handler claims (#GP; logged once)"),
+        }
+    }
+}
+
+fn segment(selector: u16, code: bool, long: bool) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xFFFF_FFFF,
+        selector,
+        type_: if code { 0xB } else { 0x3 },
+        present: 1,
+        dpl: 0,
+        db: u8::from(!long),
+        s: 1,
+        l: u8::from(long && code),
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+/// The BSP's registers at the image's entry point.
+fn set_entry_state(fd: &VcpuFd, entry: &BootEntry) -> Result<(), VmError> {
+    let mut sregs: kvm_sregs = fd.get_sregs().map_err(|e| VmError::Kvm("KVM_GET_SREGS", e))?;
+    let long = entry.mode == EntryMode::Long;
+    let (code_sel, cr0, cr4, efer) = if long {
+        (
+            layout::SEL_CODE64,
+            CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG,
+            CR4_PAE,
+            EFER_LME | EFER_LMA,
+        )
+    } else {
+        (layout::SEL_CODE32, CR0_PE | CR0_ET, 0, 0)
+    };
+    sregs.cs = segment(code_sel, true, long);
+    let data = segment(layout::SEL_DATA, false, long);
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = kvm_segment {
+        base: 0,
+        limit: 0x67,
+        selector: layout::SEL_TSS,
+        type_: 0xB,
+        present: 1,
+        ..Default::default()
+    };
+    sregs.gdt.base = layout::GDT_ADDR;
+    sregs.gdt.limit = (layout::GDT.len() * 8 - 1) as u16;
+    sregs.cr0 = cr0;
+    sregs.cr4 = cr4;
+    sregs.efer = efer;
+    if long {
+        sregs.cr3 = layout::PML4_ADDR;
+    }
+    fd.set_sregs(&sregs).map_err(|e| VmError::Kvm("KVM_SET_SREGS", e))?;
+
+    let regs = kvm_regs {
+        rip: entry.entry,
+        rax: u64::from(multiboot::BOOTLOADER_MAGIC),
+        rbx: entry.mbi,
+        rflags: 0x2,
+        ..Default::default()
+    };
+    fd.set_regs(&regs).map_err(|e| VmError::Kvm("KVM_SET_REGS", e))
+}

@@ -1,0 +1,290 @@
+//! A KVM virtual machine: guest memory, in-kernel irqchip and PIT, vCPU
+//! threads, and the main thread that waits for the VM to stop.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::{Kvm, VmFd};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::boot::{self, layout, BootEntry};
+use crate::devices::{fw_cfg::FwCfg, serial, PioBus};
+use crate::vcpu::Vcpu;
+use crate::{kick, VmError};
+
+/// Identity-map and TSS pages VMX needs for real-mode emulation, placed
+/// just below the 4 GiB boundary, away from RAM and the LAPIC.
+const IDENTITY_MAP_ADDR: u64 = 0xFFFB_C000;
+const TSS_ADDR: usize = 0xFFFB_D000;
+
+/// The most vCPUs a VM may have (the guest runtime's stacks are sized for it).
+pub const MAX_VCPUS: u8 = 16;
+
+/// What to boot.
+#[derive(Clone, Debug)]
+pub enum Kernel {
+    /// An image file given by the user.
+    Path(PathBuf),
+    /// The image compiled into the binary.
+    Builtin(&'static [u8]),
+}
+
+/// Everything `vmm run` configures.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    pub kernel: Kernel,
+    pub vcpus: u8,
+    pub mem_mib: u64,
+    pub cmdline: String,
+    pub timeout: Option<Duration>,
+}
+
+/// Why the VM stopped; the CLI turns it into the exit status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The guest wrote this value to the debug-exit port.
+    GuestExit(u8),
+    /// Triple fault, failed entry, or KVM internal error.
+    GuestCrash(String),
+    /// `--timeout` elapsed.
+    Timeout,
+    /// SIGINT or SIGTERM.
+    Signal(i32),
+    /// A host-side failure while running.
+    VmmError(String),
+}
+
+/// State shared by the main thread and every vCPU thread.
+pub struct VmShared {
+    pub pio: PioBus,
+    stopping: AtomicBool,
+    reason: Mutex<Option<StopReason>>,
+    /// Written when a stop is requested; the main thread waits on it.
+    stop_evt: EventFd,
+}
+
+impl VmShared {
+    /// Records the first stop reason and wakes the main thread. Later
+    /// requests (e.g. other vCPUs exiting as they are kicked) do not override
+    /// the first.
+    pub fn request_stop(&self, reason: StopReason) {
+        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_none() {
+            *r = Some(reason);
+        }
+        self.stopping.store(true, Ordering::Release);
+        if let Err(e) = self.stop_evt.write(1) {
+            log::error!("waking the main thread: {e}");
+        }
+    }
+
+    /// Whether vCPUs should leave their run loops.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    fn take_reason(&self) -> Option<StopReason> {
+        self.reason.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// The eventfd SIGINT/SIGTERM write to; -1 when no VM runs.
+static SIGNAL_EVT_FD: AtomicI32 = AtomicI32::new(-1);
+/// The signal that asked the VM to stop.
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn handle_stop_signal(sig: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    STOP_SIGNAL.store(sig, Ordering::SeqCst);
+    let fd = SIGNAL_EVT_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let one: u64 = 1;
+        // SAFETY: `write` is async-signal-safe; the buffer is a live local of
+        // the right size, and a stale fd at worst makes the write fail.
+        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    }
+}
+
+fn open_kvm() -> Result<Kvm, VmError> {
+    Kvm::new().map_err(|e| match e.errno() {
+        libc::ENOENT | libc::ENXIO | libc::ENODEV => VmError::KvmUnavailable("/dev/kvm does not exist".into()),
+        libc::EACCES | libc::EPERM => VmError::KvmUnavailable("permission denied opening /dev/kvm".into()),
+        _ => VmError::Kvm("open /dev/kvm", e),
+    })
+}
+
+fn read_kernel(kernel: &Kernel) -> Result<std::borrow::Cow<'static, [u8]>, VmError> {
+    match kernel {
+        Kernel::Builtin(b) => Ok(std::borrow::Cow::Borrowed(b)),
+        Kernel::Path(p) => std::fs::read(p)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| VmError::KernelFile(p.display().to_string(), e)),
+    }
+}
+
+/// Validates the configuration that does not need KVM.
+pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
+    if cfg.vcpus == 0 || cfg.vcpus > MAX_VCPUS {
+        return Err(VmError::Config(format!("--vcpus must be 1..={MAX_VCPUS}, got {}", cfg.vcpus)));
+    }
+    if cfg.mem_mib < layout::MIN_MEM_MIB || cfg.mem_mib > layout::MAX_MEM_MIB {
+        return Err(VmError::Config(format!(
+            "--memory must be {}..={} MiB, got {}",
+            layout::MIN_MEM_MIB,
+            layout::MAX_MEM_MIB,
+            cfg.mem_mib
+        )));
+    }
+    Ok(())
+}
+
+/// Builds the VM, runs it until it stops, and returns why it stopped.
+pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
+    validate(cfg)?;
+    let image = read_kernel(&cfg.kernel)?;
+    let kvm = open_kvm()?;
+    let vm = kvm.create_vm().map_err(|e| VmError::Kvm("KVM_CREATE_VM", e))?;
+
+    let mem_size = cfg.mem_mib << 20;
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), mem_size as usize)])
+        .map_err(|e| VmError::Memory(e.to_string()))?;
+    let entry = boot::load(&mem, &image, &cfg.cmdline)?;
+    drop(image);
+    register_memory(&vm, &mem)?;
+
+    vm.set_identity_map_address(IDENTITY_MAP_ADDR).map_err(|e| VmError::Kvm("KVM_SET_IDENTITY_MAP_ADDR", e))?;
+    vm.set_tss_address(TSS_ADDR).map_err(|e| VmError::Kvm("KVM_SET_TSS_ADDR", e))?;
+    vm.create_irq_chip().map_err(|e| VmError::Kvm("KVM_CREATE_IRQCHIP", e))?;
+    let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+    vm.create_pit2(pit).map_err(|e| VmError::Kvm("KVM_CREATE_PIT2", e))?;
+
+    let uart_evt = EventFd::new(EFD_NONBLOCK).map_err(VmError::Host)?;
+    vm.register_irqfd(&uart_evt, serial::IRQ).map_err(|e| VmError::Kvm("KVM_IRQFD", e))?;
+    let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
+    let shared = Arc::new(VmShared {
+        pio: PioBus::new(serial::new(uart_evt, stdout), FwCfg::new(mem_size, u16::from(cfg.vcpus))),
+        stopping: AtomicBool::new(false),
+        reason: Mutex::new(None),
+        stop_evt: EventFd::new(EFD_NONBLOCK).map_err(VmError::Host)?,
+    });
+
+    let base_cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| VmError::Kvm("KVM_GET_SUPPORTED_CPUID", e))?;
+    kick::install_handler().map_err(|e| VmError::Host(e.into()))?;
+
+    let vcpus = (0..cfg.vcpus)
+        .map(|id| {
+            let boot: Option<BootEntry> = (id == 0).then_some(entry);
+            Vcpu::new(&vm, id, cfg.vcpus, &base_cpuid, boot, Arc::clone(&shared))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    run_until_stopped(vcpus, &shared, cfg.timeout)
+}
+
+fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
+    use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+    for (slot, region) in mem.iter().enumerate() {
+        let host_addr = mem
+            .get_host_address(region.start_addr())
+            .map_err(|e| VmError::Memory(e.to_string()))?;
+        let region_desc = kvm_bindings::kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host_addr as u64,
+        };
+        // SAFETY: the region is a live mmap owned by `mem`, which outlives
+        // the VM: `run` keeps `mem` alive until every vCPU thread is joined.
+        unsafe { vm.set_user_memory_region(region_desc) }
+            .map_err(|e| VmError::Kvm("KVM_SET_USER_MEMORY_REGION", e))?;
+    }
+    Ok(())
+}
+
+/// Starts one thread per vCPU and waits until the guest exits, crashes, the
+/// timeout passes or a signal arrives; then kicks and joins every vCPU.
+fn run_until_stopped(vcpus: Vec<Vcpu>, shared: &Arc<VmShared>, timeout: Option<Duration>) -> Result<StopReason, VmError> {
+    let signal_evt = EventFd::new(EFD_NONBLOCK).map_err(VmError::Host)?;
+    SIGNAL_EVT_FD.store(signal_evt.as_raw_fd(), Ordering::SeqCst);
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        vmm_sys_util::signal::register_signal_handler(sig, handle_stop_signal)
+            .map_err(|e| VmError::Host(e.into()))?;
+    }
+
+    let mut threads = Vec::with_capacity(vcpus.len());
+    for v in vcpus {
+        let id = v.id();
+        let t = thread::Builder::new()
+            .name(format!("vcpu{id}"))
+            .spawn(move || v.run())
+            .map_err(VmError::Host)?;
+        threads.push(t);
+    }
+
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let reason = wait_for_stop(shared, &signal_evt, deadline);
+    shared.request_stop(reason);
+    SIGNAL_EVT_FD.store(-1, Ordering::SeqCst);
+
+    use std::os::unix::thread::JoinHandleExt;
+    // Kick until every thread has left KVM_RUN: a kick that lands before a
+    // thread installed its handler target is retried.
+    while threads.iter().any(|t| !t.is_finished()) {
+        for t in threads.iter().filter(|t| !t.is_finished()) {
+            kick::kick(t.as_pthread_t());
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    for t in threads {
+        if t.join().is_err() {
+            log::error!("a vCPU thread panicked");
+        }
+    }
+    Ok(shared.take_reason().unwrap_or(StopReason::VmmError("stopped without a reason".into())))
+}
+
+/// Waits on the stop eventfd and the signal eventfd, up to the deadline.
+fn wait_for_stop(shared: &VmShared, signal_evt: &EventFd, deadline: Option<Instant>) -> StopReason {
+    loop {
+        if shared.stopping() {
+            // The reason stays recorded; `request_stop` keeps the first one.
+            return shared.reason.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or(StopReason::VmmError("stopped without a reason".into()));
+        }
+        let timeout_ms: libc::c_int = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return StopReason::Timeout;
+                }
+                left.as_millis().min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        let mut fds = [
+            libc::pollfd { fd: shared.stop_evt.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: signal_evt.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: `fds` is a live array of two initialized pollfd structs.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return StopReason::VmmError(format!("poll: {e}"));
+            }
+        }
+        let sig = STOP_SIGNAL.swap(0, Ordering::SeqCst);
+        if sig != 0 {
+            return StopReason::Signal(sig);
+        }
+    }
+}
+
