@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::vm::{self, Kernel, StopReason, VmConfig};
 use crate::{exit_status, guests};
+use vpmu::config::PmuConfig;
 
 #[derive(Debug, Parser)]
 #[command(name = "vmm", version, about = "A KVM VMM with a virtual Intel architectural PMU")]
@@ -38,6 +39,35 @@ pub struct RunArgs {
     /// Stop the guest after this many seconds (exit status 124).
     #[arg(long)]
     pub timeout: Option<f64>,
+    /// Virtual PMU on or off (off: CPUID leaf 0xA is zero, PMU MSRs #GP).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub vpmu: OnOff,
+    /// Architectural performance monitoring version, 1..=5.
+    #[arg(long, default_value_t = 4)]
+    pub pmu_version: u8,
+    /// General-purpose counters per vCPU, 1..=8 (independent of the host).
+    #[arg(long, default_value_t = 8)]
+    pub gp_counters: u8,
+    /// Fixed-function counters, 0..=4 (4 needs version 5). Default: 3, or 0
+    /// with --pmu-version 1, which has none.
+    #[arg(long)]
+    pub fixed_counters: Option<u8>,
+    /// Full-width counter writes (IA32_A_PMCx, PERF_CAPABILITIES.FW_WRITE).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub full_width_writes: OnOff,
+}
+
+/// A switch given as `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    fn on(self) -> bool {
+        self == OnOff::On
+    }
 }
 
 impl RunArgs {
@@ -51,7 +81,14 @@ impl RunArgs {
             Some(p) => Kernel::Path(p.clone()),
             None => Kernel::Builtin(guests::DEFAULT),
         };
-        Ok(VmConfig { kernel, vcpus: self.vcpus, mem_mib: self.memory, cmdline: self.cmdline.clone(), timeout })
+        let pmu = PmuConfig {
+            enabled: self.vpmu.on(),
+            version: self.pmu_version,
+            gp_counters: self.gp_counters,
+            fixed_counters: self.fixed_counters.unwrap_or(if self.pmu_version == 1 { 0 } else { 3 }),
+            full_width_writes: self.full_width_writes.on(),
+        };
+        Ok(VmConfig { kernel, vcpus: self.vcpus, mem_mib: self.memory, cmdline: self.cmdline.clone(), timeout, pmu })
     }
 }
 

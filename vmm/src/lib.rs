@@ -7,6 +7,8 @@
 //! - [`boot`]: ELF64 and Multiboot v1 loaders and boot structures.
 //! - [`devices`]: UART, debug-exit port, fw_cfg.
 //! - [`cpuid`]: the CPUID table each vCPU sees.
+//! - [`pmu`]: the vCPU side of the virtual PMU: MSR filter, count source,
+//!   PMI delivery.
 
 pub mod boot;
 pub mod cli;
@@ -14,6 +16,7 @@ pub mod cpuid;
 pub mod devices;
 pub mod guests;
 pub mod kick;
+pub mod pmu;
 pub mod vcpu;
 pub mod vm;
 

@@ -17,7 +17,8 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::boot::{self, layout, BootEntry};
 use crate::devices::{fw_cfg::FwCfg, serial, PioBus};
 use crate::vcpu::Vcpu;
-use crate::{kick, VmError};
+use crate::{kick, pmu, VmError};
+use vpmu::config::PmuConfig;
 
 /// Identity-map and TSS pages VMX needs for real-mode emulation, placed
 /// just below the 4 GiB boundary, away from RAM and the LAPIC.
@@ -44,6 +45,7 @@ pub struct VmConfig {
     pub mem_mib: u64,
     pub cmdline: String,
     pub timeout: Option<Duration>,
+    pub pmu: PmuConfig,
 }
 
 /// Why the VM stopped; the CLI turns it into the exit status.
@@ -63,6 +65,8 @@ pub enum StopReason {
 
 /// State shared by the main thread and every vCPU thread.
 pub struct VmShared {
+    pub vm: VmFd,
+    pub pmu_config: PmuConfig,
     pub pio: PioBus,
     stopping: AtomicBool,
     reason: Mutex<Option<StopReason>>,
@@ -141,6 +145,7 @@ pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
             cfg.mem_mib
         )));
     }
+    cfg.pmu.validate().map_err(|e| VmError::Config(e.to_string()))?;
     Ok(())
 }
 
@@ -163,11 +168,14 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     vm.create_irq_chip().map_err(|e| VmError::Kvm("KVM_CREATE_IRQCHIP", e))?;
     let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
     vm.create_pit2(pit).map_err(|e| VmError::Kvm("KVM_CREATE_PIT2", e))?;
+    pmu::filter::install(&vm)?;
 
     let uart_evt = EventFd::new(EFD_NONBLOCK).map_err(VmError::Host)?;
     vm.register_irqfd(&uart_evt, serial::IRQ).map_err(|e| VmError::Kvm("KVM_IRQFD", e))?;
     let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
     let shared = Arc::new(VmShared {
+        vm,
+        pmu_config: cfg.pmu,
         pio: PioBus::new(serial::new(uart_evt, stdout), FwCfg::new(mem_size, u16::from(cfg.vcpus))),
         stopping: AtomicBool::new(false),
         reason: Mutex::new(None),
@@ -182,7 +190,7 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     let vcpus = (0..cfg.vcpus)
         .map(|id| {
             let boot: Option<BootEntry> = (id == 0).then_some(entry);
-            Vcpu::new(&vm, id, cfg.vcpus, &base_cpuid, boot, Arc::clone(&shared))
+            Vcpu::new(&shared.vm, id, cfg.vcpus, &base_cpuid, boot, Arc::clone(&shared))
         })
         .collect::<Result<Vec<_>, _>>()?;
 

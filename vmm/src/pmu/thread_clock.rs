@@ -1,0 +1,262 @@
+//! Software-emulated cycles: a [`CountSource`] that counts core cycles and
+//! reference cycles from the vCPU thread's CPU time (the time KVM spends
+//! running the guest plus the VMM's exit handling on that thread), at the
+//! guest's TSC frequency. On a host without a hardware PMU this is the only
+//! truthful count there is; every other architectural event is reported
+//! unavailable in CPUID leaf 0xA and reads zero.
+//!
+//! Guests of this project run at CPL 0, so a counter counts when its `OS` bit
+//! is set and not when only `USR` is set.
+//!
+//! Sampling: when a running counter has its interrupt enabled, a POSIX timer
+//! on `CLOCK_MONOTONIC` sends the kick signal to the vCPU thread when the
+//! counter would overflow; the vCPU then syncs the guest PMU, which raises
+//! the PMI. Wall time runs at least as fast as thread CPU time, so the timer
+//! can only fire early, never late: an early wake-up re-arms for the rest.
+
+use vpmu::source::{CounterConfig, CounterIndex, CountSource, EventCode};
+
+use crate::kick;
+
+const CYCLES: EventCode = EventCode { select: 0x3C, umask: 0x00 };
+const REF_CYCLES: EventCode = EventCode { select: 0x3C, umask: 0x01 };
+const SLOTS: usize = 12;
+const NS_PER_MS: u64 = 1_000_000;
+
+/// The architectural events this source counts (CPUID.0AH:EBX index bits):
+/// 0 = core cycles, 2 = reference cycles.
+pub const AVAILABLE_EVENTS: u32 = (1 << 0) | (1 << 2);
+
+fn slot(c: CounterIndex) -> Option<usize> {
+    match c {
+        CounterIndex::Gp(i) if i < 8 => Some(usize::from(i)),
+        CounterIndex::Fixed(i) if i < 4 => Some(8 + usize::from(i)),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    running: bool,
+    /// Counts something (cycles or ref-cycles at CPL 0).
+    counts: bool,
+    last_ns: u64,
+    /// Sub-event remainder, in units of 1/NS_PER_MS events (exact scaling).
+    frac: u64,
+    /// Events left before the counter wraps, when its interrupt is enabled.
+    until_overflow: Option<u64>,
+}
+
+/// Thread CPU time of the calling thread, in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant
+    // every Linux supports, so the call cannot fail on valid arguments.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+/// A one-shot POSIX timer that kicks this thread.
+struct OverflowTimer {
+    id: libc::timer_t,
+}
+
+impl OverflowTimer {
+    /// Creates the timer for the calling thread (must be the vCPU thread).
+    fn for_this_thread() -> std::io::Result<Self> {
+        // SAFETY: a zeroed sigevent is a valid value of the type.
+        let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+        sev.sigev_notify = libc::SIGEV_THREAD_ID;
+        sev.sigev_signo = kick::kick_signal();
+        // SAFETY: gettid has no preconditions.
+        sev.sigev_notify_thread_id = unsafe { libc::gettid() };
+        let mut id: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: `sev` and `id` are valid for the call; the kernel writes `id`.
+        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut id) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(OverflowTimer { id })
+    }
+
+    /// Fires once after `ns` (0 disarms).
+    fn arm(&self, ns: u64) {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_value: libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as libc::c_long },
+        };
+        // SAFETY: `self.id` is a live timer created by `timer_create`.
+        if unsafe { libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut()) } != 0 {
+            log::warn!("arming the overflow timer: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+impl Drop for OverflowTimer {
+    fn drop(&mut self) {
+        // SAFETY: `self.id` is a live timer, deleted exactly once here.
+        unsafe { libc::timer_delete(self.id) };
+    }
+}
+
+/// Counts cycles and reference cycles from the vCPU thread's CPU time.
+pub struct ThreadClockSource {
+    tsc_khz: u64,
+    slots: [Slot; SLOTS],
+    timer: Option<OverflowTimer>,
+    armed: bool,
+}
+
+impl ThreadClockSource {
+    /// A source for the calling (vCPU) thread, counting at `tsc_khz`.
+    pub fn new(tsc_khz: u32) -> Self {
+        let timer = OverflowTimer::for_this_thread()
+            .map_err(|e| log::warn!("no overflow timer, PMIs arrive only at exits: {e}"))
+            .ok();
+        ThreadClockSource { tsc_khz: u64::from(tsc_khz.max(1)), slots: [Slot::default(); SLOTS], timer, armed: false }
+    }
+
+    fn events_for(&self, ns: u64, frac: &mut u64) -> u64 {
+        let total = u128::from(ns) * u128::from(self.tsc_khz) + u128::from(*frac);
+        *frac = (total % u128::from(NS_PER_MS)) as u64;
+        (total / u128::from(NS_PER_MS)).min(u128::from(u64::MAX)) as u64
+    }
+
+    fn ns_for(&self, events: u64) -> u64 {
+        let ns = (u128::from(events) * u128::from(NS_PER_MS)).div_ceil(u128::from(self.tsc_khz));
+        ns.min(u128::from(u64::MAX)) as u64
+    }
+
+    /// Whether any running counter samples (has an overflow to wait for).
+    pub fn sampling(&self) -> bool {
+        self.slots.iter().any(|s| s.running && s.counts && s.until_overflow.is_some())
+    }
+
+    /// Arms the overflow timer for the nearest overflow, or disarms it.
+    pub fn rearm(&mut self) {
+        let Some(timer) = &self.timer else { return };
+        let nearest = self
+            .slots
+            .iter()
+            .filter(|s| s.running && s.counts)
+            .filter_map(|s| s.until_overflow)
+            .min();
+        match nearest {
+            Some(events) => {
+                timer.arm(self.ns_for(events).max(1));
+                self.armed = true;
+            }
+            None if self.armed => {
+                timer.arm(0);
+                self.armed = false;
+            }
+            None => {}
+        }
+    }
+}
+
+impl CountSource for ThreadClockSource {
+    fn start(&mut self, counter: CounterIndex, config: &CounterConfig) {
+        let Some(i) = slot(counter) else { return };
+        let counts = config.os && (config.event == CYCLES || config.event == REF_CYCLES);
+        self.slots[i] = Slot {
+            running: true,
+            counts,
+            last_ns: thread_cpu_ns(),
+            frac: 0,
+            until_overflow: config.overflow_after,
+        };
+        if config.overflow_after.is_some() || self.armed {
+            self.rearm();
+        }
+    }
+
+    fn stop(&mut self, counter: CounterIndex) {
+        let Some(i) = slot(counter) else { return };
+        let sampled = self.slots[i].until_overflow.is_some();
+        self.slots[i] = Slot::default();
+        if sampled && self.armed {
+            self.rearm();
+        }
+    }
+
+    fn drain(&mut self, counter: CounterIndex) -> u64 {
+        let Some(i) = slot(counter) else { return 0 };
+        let s = self.slots[i];
+        if !s.running || !s.counts {
+            return 0;
+        }
+        let now = thread_cpu_ns();
+        let mut frac = s.frac;
+        let events = self.events_for(now.saturating_sub(s.last_ns), &mut frac);
+        let slot = &mut self.slots[i];
+        slot.last_ns = now;
+        slot.frac = frac;
+        if let Some(left) = slot.until_overflow.as_mut() {
+            *left = left.saturating_sub(events);
+        }
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(event: EventCode, os: bool) -> CounterConfig {
+        CounterConfig { event, usr: true, os, edge: false, inv: false, cmask: 0, any_thread: false, overflow_after: None }
+    }
+
+    fn burn(ms: u64) {
+        let end = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+        let mut x = 0u64;
+        while std::time::Instant::now() < end {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+    }
+
+    #[test]
+    fn cycles_follow_thread_cpu_time_at_the_tsc_rate() {
+        let mut src = ThreadClockSource::new(1_000_000); // 1 GHz: 1 event per ns
+        src.start(CounterIndex::Gp(0), &config(CYCLES, true));
+        let t0 = thread_cpu_ns();
+        burn(20);
+        let n = src.drain(CounterIndex::Gp(0));
+        let t1 = thread_cpu_ns();
+        assert!(n > 0);
+        assert!(n <= t1 - t0, "{n} events in {} ns", t1 - t0);
+        assert!(n >= (t1 - t0) / 2, "{n} events in {} ns", t1 - t0);
+    }
+
+    #[test]
+    fn other_events_and_user_only_counters_count_nothing() {
+        let mut src = ThreadClockSource::new(3_000_000);
+        src.start(CounterIndex::Gp(1), &config(EventCode { select: 0xC0, umask: 0 }, true));
+        src.start(CounterIndex::Gp(2), &config(CYCLES, false));
+        burn(5);
+        assert_eq!(src.drain(CounterIndex::Gp(1)), 0);
+        assert_eq!(src.drain(CounterIndex::Gp(2)), 0);
+    }
+
+    #[test]
+    fn fractional_events_are_not_lost() {
+        let src = ThreadClockSource::new(1); // 1 kHz: 1 event per ms
+        let mut frac = 0;
+        let total: u64 = (0..1000).map(|_| src.events_for(1000, &mut frac)).sum();
+        assert_eq!(total, 1); // 1000 x 1 us = 1 ms = 1 event
+        assert_eq!(src.ns_for(1), 1_000_000);
+    }
+
+    #[test]
+    fn stopped_and_unknown_counters_drain_zero() {
+        let mut src = ThreadClockSource::new(3_000_000);
+        assert_eq!(src.drain(CounterIndex::Gp(0)), 0);
+        assert_eq!(src.drain(CounterIndex::Gp(200)), 0);
+        src.start(CounterIndex::Fixed(1), &config(CYCLES, true));
+        src.stop(CounterIndex::Fixed(1));
+        burn(2);
+        assert_eq!(src.drain(CounterIndex::Fixed(1)), 0);
+    }
+}

@@ -1,0 +1,160 @@
+//! The VMM foundation: booting, SMP, exit statuses, bad inputs.
+
+use std::time::Duration;
+
+use crate::harness::{guest, one_line_error, run_guest, vmm};
+use crate::KvmTest;
+
+pub const TESTS: &[(&str, KvmTest)] = &[
+    ("boot::hello_1_vcpu_elf64", || hello("hello.elf", 1)),
+    ("boot::hello_4_vcpus_elf64", || hello("hello.elf", 4)),
+    ("boot::hello_1_vcpu_multiboot", || hello("hello.mb.elf", 1)),
+    ("boot::hello_4_vcpus_multiboot", || hello("hello.mb.elf", 4)),
+    ("boot::exit_code_3_elf64", || exit_code("exit-code.elf")),
+    ("boot::exit_code_3_multiboot", || exit_code("exit-code.mb.elf")),
+    ("boot::triple_fault_is_a_crash", triple_fault),
+    ("boot::guest_exception_is_reported", guest_exception),
+    ("boot::timeout_stops_a_spinning_guest", timeout),
+    ("boot::sigterm_stops_the_vm", sigterm),
+    ("boot::default_guest_runs_without_arguments", default_guest),
+    ("boot::bad_inputs_exit_2_with_one_line", bad_inputs),
+];
+
+fn hello(file: &str, vcpus: u32) -> Result<(), String> {
+    let n = vcpus.to_string();
+    let run = run_guest(file, &["--vcpus", &n])?;
+    run.expect_status(0)?;
+    for i in 0..vcpus {
+        let line = format!("hello from cpu {i} of {vcpus}");
+        let count = run.stdout.lines().filter(|l| l.trim_end() == line).count();
+        if count != 1 {
+            return Err(format!("`{line}` printed {count} times:\n{}", run.stdout));
+        }
+    }
+    let greetings = run.stdout.lines().filter(|l| l.starts_with("hello from cpu")).count();
+    if greetings != vcpus as usize {
+        return Err(format!("{greetings} greetings for {vcpus} vCPUs:\n{}", run.stdout));
+    }
+    Ok(())
+}
+
+fn exit_code(file: &str) -> Result<(), String> {
+    run_guest(file, &["--cmdline", "code=3"])?.expect_status(3)?;
+    run_guest(file, &["--cmdline", "code=0"])?.expect_status(0)?;
+    Ok(())
+}
+
+fn triple_fault() -> Result<(), String> {
+    let run = run_guest("triple-fault.elf", &[])?;
+    run.expect_status(i32::from(vmm::exit_status::GUEST_CRASH))?;
+    if !(run.stderr.contains("triple fault") && run.stderr.contains("rip=")) {
+        return Err(format!("crash not described with registers:\n{}", run.stderr));
+    }
+    Ok(())
+}
+
+fn guest_exception() -> Result<(), String> {
+    // The guest's own #GP handler reports the fault and exits 0x70.
+    let run = run_guest("bad-cr4.elf", &[])?;
+    run.expect_status(0x70)?;
+    if !run.stdout.contains("exception 13") {
+        return Err(format!("no exception line:\n{}", run.stdout));
+    }
+    Ok(())
+}
+
+fn timeout() -> Result<(), String> {
+    let run = run_guest("spin.elf", &["--vcpus", "2", "--timeout", "2"])?;
+    run.expect_status(i32::from(vmm::exit_status::TIMEOUT))?;
+    if run.elapsed >= Duration::from_secs(5) || run.elapsed < Duration::from_secs(2) {
+        return Err(format!("--timeout 2 stopped the guest after {:?}", run.elapsed));
+    }
+    Ok(())
+}
+
+fn sigterm() -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let kernel = guest("spin.elf");
+    let child = crate::harness::spawn(&["run", "--kernel", kernel.to_str().ok_or("path")?, "--vcpus", "2"])?;
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+    if unsafe { libc::kill(child.id() as i32, libc::SIGTERM) } != 0 {
+        return Err("kill failed".into());
+    }
+    let run = crate::harness::wait(child, started)?;
+    run.expect_status(128 + libc::SIGTERM)?;
+    Ok(())
+}
+
+fn default_guest() -> Result<(), String> {
+    let run = vmm(&["run"])?;
+    run.expect_status(0)?;
+    if !run.stdout.contains("hello from cpu 1 of 2") {
+        return Err(format!("default guest output:\n{}", run.stdout));
+    }
+    Ok(())
+}
+
+/// An ELF64 whose one segment ends past 16 MiB of RAM.
+fn oversized_elf() -> Vec<u8> {
+    let mut img = vec![0u8; 64 + 56 + 16];
+    img[..4].copy_from_slice(b"\x7fELF");
+    img[4] = 2; // ELFCLASS64
+    img[5] = 1; // little endian
+    img[6] = 1;
+    img[16] = 2; // ET_EXEC
+    img[18] = 62; // EM_X86_64
+    img[24..32].copy_from_slice(&0x10_0000u64.to_le_bytes()); // e_entry
+    img[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    img[54] = 56; // e_phentsize
+    img[56] = 1; // e_phnum
+    img[64] = 1; // PT_LOAD
+    img[64 + 8..64 + 16].copy_from_slice(&120u64.to_le_bytes()); // p_offset
+    img[64 + 24..64 + 32].copy_from_slice(&0x10_0000u64.to_le_bytes()); // p_paddr
+    img[64 + 32..64 + 40].copy_from_slice(&16u64.to_le_bytes()); // p_filesz
+    img[64 + 40..64 + 48].copy_from_slice(&(64u64 << 20).to_le_bytes()); // p_memsz
+    img
+}
+
+fn bad_inputs() -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("vmm-bad-inputs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let hello = std::fs::read(guest("hello.elf")).map_err(|e| e.to_string())?;
+    let mut random = vec![0u8; 64 * 1024];
+    let mut x: u32 = 0x1234_5678;
+    for b in random.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    let files: [(&str, &[u8]); 4] = [
+        ("empty", &[]),
+        ("random", &random),
+        ("truncated.elf", &hello[..hello.len().min(200)]),
+        ("oversized.elf", &oversized_elf()),
+    ];
+    let mut cases: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, bytes) in files {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).map_err(|e| e.to_string())?;
+        let p = p.to_string_lossy().into_owned();
+        cases.push((name.into(), vec!["run".into(), "--kernel".into(), p, "--memory".into(), "16".into()]));
+    }
+    let hello_path = guest("hello.elf").to_string_lossy().into_owned();
+    let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    cases.push(("nonexistent".into(), argv(&["run", "--kernel", "/nonexistent/kernel.elf"])));
+    cases.push(("vcpus 0".into(), argv(&["run", "--kernel", &hello_path, "--vcpus", "0"])));
+    cases.push(("memory absurd".into(), argv(&["run", "--kernel", &hello_path, "--memory", "99999999"])));
+    cases.push(("memory 0".into(), argv(&["run", "--kernel", &hello_path, "--memory", "0"])));
+    cases.push(("unknown flag".into(), argv(&["run", "--frobnicate"])));
+    cases.push(("negative timeout".into(), argv(&["run", "--kernel", &hello_path, "--timeout", "-1"])));
+    for (name, args) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = vmm(&args)?;
+        run.expect_status(2).map_err(|e| format!("{name}: {e}"))?;
+        one_line_error(&run).map_err(|e| format!("{name}: {e}"))?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! Tests that boot guests on real KVM. They run wherever `/dev/kvm` opens;
+//! elsewhere they are reported as ignored, with a banner saying why.
+
+mod boot;
+mod harness;
+
+use libtest_mimic::{Arguments, Trial};
+
+/// A test that boots guests: `Ok` passes, `Err` fails with the message.
+pub type KvmTest = fn() -> Result<(), String>;
+
+fn main() {
+    let args = Arguments::from_args();
+    let kvm = harness::kvm_available();
+    if !kvm {
+        eprintln!("\n*** /dev/kvm is not available: every guest-booting test is SKIPPED (reported as ignored) ***\n");
+    }
+    let trials = boot::TESTS
+        .iter()
+        .map(|&(name, f)| Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(!kvm))
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
