@@ -1,1 +1,84 @@
-//! (in progress)
+//! Host counter backends.
+//!
+//! The multiplexer ([`crate::core`]) decides *which* guest counters hold a
+//! host counter; a [`HostBackend`] owns the host counters themselves. The
+//! operations are the ones the perf core performs on a `perf_event`:
+//! open (`perf_event_open`), enable/disable (`pmu->add`/`pmu->del`, or the
+//! `PERF_EVENT_IOC_ENABLE`/`DISABLE` ioctls for a user-space backend), read
+//! (`read(2)` with `PERF_FORMAT_TOTAL_TIME_ENABLED | _RUNNING`) and close.
+//!
+//! - [`sim`]: a simulated host PMU described by a [`profile::Profile`]; counts
+//!   `rate x running time`, so the multiplexer's error against the truth
+//!   (`rate x enabled time`) is measurable. Always labelled *simulated*.
+//! - [`noop`]: counts nothing, checks nothing; for benchmarks of the scheduler.
+//! - [`sysfs`]: reading per-PMU settings of perf-backed host PMUs.
+//! - a perf backend (`perf_event_open` on the vCPU thread) is the next step;
+//!   it implements the same trait.
+//!
+//! Time (`now`) is vCPU run time in nanoseconds, passed in by the caller: a
+//! vCPU that does not run advances nothing.
+
+pub mod event;
+pub mod noop;
+pub mod profile;
+pub mod sim;
+pub mod sysfs;
+
+pub use event::{EventName, HostEvent, Modifiers};
+
+/// An open host counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostHandle(pub u32);
+
+/// What a host counter reports: its count since open, and the times (vCPU
+/// run time, ns) it was enabled and actually counting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostReading {
+    pub count: u64,
+    pub time_enabled: u64,
+    pub time_running: u64,
+}
+
+/// Errors of a host backend.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("no host PMU #{0}")]
+    UnknownPmu(usize),
+    #[error("host PMU `{pmu}` cannot count `{event}`")]
+    Unsupported { pmu: String, event: EventName },
+    #[error("no such host counter handle {0:?}")]
+    BadHandle(HostHandle),
+    #[error("counter {slot} of host PMU `{pmu}` is busy or not allowed for this event")]
+    SlotUnavailable { pmu: String, slot: u8 },
+    #[error("host PMU `{pmu}` has no free counter")]
+    NoCounter { pmu: String },
+    #[error("host counter {0:?} is already enabled")]
+    AlreadyEnabled(HostHandle),
+    #[error("host I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Operations the scheduler needs on host counters.
+///
+/// `slot` is the counter of the host PMU the scheduler assigned (general
+/// purpose counters first, then fixed ones), `None` on a software PMU. A perf
+/// backend lets the kernel pick the counter and may ignore it; the simulated
+/// backend enforces it, so it checks the scheduler's capacity and constraint
+/// bookkeeping independently.
+pub trait HostBackend {
+    /// Opens a disabled host counter.
+    fn open(&mut self, event: &HostEvent) -> Result<HostHandle, HostError>;
+    /// Starts counting on `slot` at `now`.
+    fn enable(&mut self, h: HostHandle, slot: Option<u8>, now: u64) -> Result<(), HostError>;
+    /// Stops counting at `now`; the count is kept.
+    fn disable(&mut self, h: HostHandle, now: u64) -> Result<(), HostError>;
+    /// An enabled counter was moved to another counter of its PMU by a
+    /// constraint-solving placement. The count carries over.
+    fn reassign(&mut self, _h: HostHandle, _slot: u8) {}
+    /// Count and times since open, as of `now`.
+    fn read(&mut self, h: HostHandle, now: u64) -> Result<HostReading, HostError>;
+    /// Releases the counter.
+    fn close(&mut self, h: HostHandle) -> Result<(), HostError>;
+    /// "simulated", "perf", "noop": shown in statistics.
+    fn kind(&self) -> &'static str;
+}

@@ -1,0 +1,246 @@
+//! One host PMU as the scheduler sees it: the `perf_cpu_pmu_context`
+//! analogue. Shared (`Arc`) between every vCPU context and the event-loop
+//! thread that owns this PMU's rotation timer.
+//!
+//! - capacity: general-purpose and fixed counters, or unbounded (software);
+//! - the rotation interval (`perf_event_mux_interval_ms`), changeable live
+//!   from any thread (an atomic; the statistics API writes it);
+//! - how many contexts currently need rotation on this PMU, so the timer
+//!   runs only while someone needs it (the kernel's
+//!   `perf_mux_hrtimer_handler` returns `HRTIMER_NORESTART` when no
+//!   context rotated), and an optional waker to arm it again;
+//! - rotation and timer counters for statistics.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::host::profile::{PmuDesc, PmuKind, Profile};
+
+/// Allowed rotation intervals, ms.
+pub const MUX_INTERVAL_RANGE_MS: std::ops::RangeInclusive<u64> = 1..=10_000;
+
+/// Errors of rotation-interval settings.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MuxIntervalError {
+    #[error("`{0}` is not PMU=MS")]
+    Syntax(String),
+    #[error("rotation interval {0} ms is not in 1..=10000")]
+    OutOfRange(u64),
+    #[error("no host PMU `{0}`")]
+    UnknownPmu(String),
+}
+
+/// Parses a `--mux-interval-ms` argument, `PMU=MS` with MS in 1..=10000.
+pub fn parse_mux_interval(arg: &str) -> Result<(String, u64), MuxIntervalError> {
+    let (pmu, ms) = arg
+        .split_once('=')
+        .ok_or_else(|| MuxIntervalError::Syntax(arg.to_string()))?;
+    let pmu = pmu.trim();
+    if pmu.is_empty() {
+        return Err(MuxIntervalError::Syntax(arg.to_string()));
+    }
+    let ms: u64 = ms
+        .trim()
+        .parse()
+        .map_err(|_| MuxIntervalError::Syntax(arg.to_string()))?;
+    if !MUX_INTERVAL_RANGE_MS.contains(&ms) {
+        return Err(MuxIntervalError::OutOfRange(ms));
+    }
+    Ok((pmu.to_string(), ms))
+}
+
+/// Counters of a host PMU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub gp: u8,
+    pub fixed: u8,
+    /// Software PMU: no counters, everything schedules.
+    pub unbounded: bool,
+}
+
+impl Capacity {
+    pub fn counters(&self) -> u8 {
+        self.gp + self.fixed
+    }
+}
+
+type Waker = Arc<dyn Fn(&HostPmu) + Send + Sync>;
+
+/// A host PMU shared by the contexts of all vCPUs.
+pub struct HostPmu {
+    index: usize,
+    name: String,
+    kind: PmuKind,
+    simulated: bool,
+    capacity: Capacity,
+    interval_ns: AtomicU64,
+    rotations: AtomicU64,
+    timer_fires: AtomicU64,
+    rotating_contexts: AtomicUsize,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl std::fmt::Debug for HostPmu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostPmu")
+            .field("index", &self.index)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("capacity", &self.capacity)
+            .field("interval_ms", &self.interval_ms())
+            .finish()
+    }
+}
+
+impl HostPmu {
+    /// The PMU at `index` of a profile. Its interval is the profile's.
+    pub fn new(index: usize, desc: &PmuDesc, simulated: bool) -> HostPmu {
+        let software = desc.kind == PmuKind::Software;
+        HostPmu {
+            index,
+            name: desc.name.clone(),
+            kind: desc.kind,
+            simulated,
+            capacity: Capacity {
+                gp: desc.gp,
+                fixed: desc.fixed.len() as u8,
+                unbounded: software,
+            },
+            interval_ns: AtomicU64::new(desc.mux_interval_ms.clamp(1, 10_000) * 1_000_000),
+            rotations: AtomicU64::new(0),
+            timer_fires: AtomicU64::new(0),
+            rotating_contexts: AtomicUsize::new(0),
+            waker: Mutex::new(None),
+        }
+    }
+
+    /// All PMUs of a profile (simulated backend).
+    pub fn from_profile(profile: &Profile) -> Vec<Arc<HostPmu>> {
+        profile
+            .pmus
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Arc::new(HostPmu::new(i, d, true)))
+            .collect()
+    }
+
+    /// Applies `--mux-interval-ms PMU=MS` overrides.
+    pub fn apply_overrides(
+        pmus: &[Arc<HostPmu>],
+        overrides: &[(String, u64)],
+    ) -> Result<(), MuxIntervalError> {
+        for (name, ms) in overrides {
+            let pmu = pmus
+                .iter()
+                .find(|p| p.name == *name)
+                .ok_or_else(|| MuxIntervalError::UnknownPmu(name.clone()))?;
+            pmu.set_interval_ms(*ms)?;
+        }
+        Ok(())
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn kind(&self) -> PmuKind {
+        self.kind
+    }
+    pub fn is_software(&self) -> bool {
+        self.capacity.unbounded
+    }
+    pub fn is_simulated(&self) -> bool {
+        self.simulated
+    }
+    pub fn capacity(&self) -> Capacity {
+        self.capacity
+    }
+
+    pub fn interval_ns(&self) -> u64 {
+        self.interval_ns.load(Ordering::Relaxed)
+    }
+    pub fn interval_ms(&self) -> u64 {
+        self.interval_ns() / 1_000_000
+    }
+    /// Changes the rotation interval; takes effect at the next deadline.
+    pub fn set_interval_ms(&self, ms: u64) -> Result<(), MuxIntervalError> {
+        if !MUX_INTERVAL_RANGE_MS.contains(&ms) {
+            return Err(MuxIntervalError::OutOfRange(ms));
+        }
+        self.interval_ns.store(ms * 1_000_000, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Rotations performed on this PMU by all contexts.
+    pub fn rotations(&self) -> u64 {
+        self.rotations.load(Ordering::Relaxed)
+    }
+    pub(crate) fn count_rotation(&self) {
+        self.rotations.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Times the event loop's timer fired (it calls [`HostPmu::timer_fired`]).
+    pub fn timer_fires(&self) -> u64 {
+        self.timer_fires.load(Ordering::Relaxed)
+    }
+    /// The event loop notes one timer expiry.
+    pub fn timer_fired(&self) {
+        self.timer_fires.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Does any context need rotation on this PMU? The event loop keeps the
+    /// timer armed only while this is true.
+    pub fn needs_rotation(&self) -> bool {
+        self.rotating_contexts.load(Ordering::Acquire) > 0
+    }
+    /// Contexts needing rotation on this PMU.
+    pub fn rotating_contexts(&self) -> usize {
+        self.rotating_contexts.load(Ordering::Acquire)
+    }
+
+    /// Called (on the vCPU thread) when the first context starts needing
+    /// rotation, so the event loop can arm the timer (e.g. write an eventfd).
+    pub fn set_waker(&self, waker: impl Fn(&HostPmu) + Send + Sync + 'static) {
+        if let Ok(mut w) = self.waker.lock() {
+            *w = Some(Arc::new(waker));
+        }
+    }
+
+    pub(crate) fn rotation_needed_changed(&self, needed: bool) {
+        if needed {
+            if self.rotating_contexts.fetch_add(1, Ordering::AcqRel) == 0 {
+                let waker = self.waker.lock().ok().and_then(|w| w.clone());
+                if let Some(w) = waker {
+                    w(self);
+                }
+            }
+        } else {
+            let _ = self
+                .rotating_contexts
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_overrides() {
+        assert_eq!(parse_mux_interval("cpu=8"), Ok(("cpu".into(), 8)));
+        assert_eq!(parse_mux_interval(" cpu_atom = 10000"), Ok(("cpu_atom".into(), 10000)));
+        assert!(matches!(parse_mux_interval("cpu=0"), Err(MuxIntervalError::OutOfRange(0))));
+        assert!(matches!(parse_mux_interval("cpu=10001"), Err(MuxIntervalError::OutOfRange(_))));
+        assert!(matches!(parse_mux_interval("cpu"), Err(MuxIntervalError::Syntax(_))));
+        assert!(matches!(parse_mux_interval("=4"), Err(MuxIntervalError::Syntax(_))));
+        assert!(matches!(parse_mux_interval("cpu=x"), Err(MuxIntervalError::Syntax(_))));
+        let p = Profile::builtin("hybrid").unwrap();
+        let pmus = HostPmu::from_profile(&p);
+        HostPmu::apply_overrides(&pmus, &[("cpu_atom".into(), 2)]).unwrap();
+        assert_eq!(pmus[1].interval_ms(), 2);
+        assert_eq!(pmus[0].interval_ms(), 4);
+        assert!(HostPmu::apply_overrides(&pmus, &[("gpu".into(), 2)]).is_err());
+    }
+}
