@@ -3,6 +3,7 @@
 
 mod boot;
 mod harness;
+mod pmu;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -17,6 +18,7 @@ fn main() {
     }
     let trials = boot::TESTS
         .iter()
+        .chain(pmu::TESTS)
         .map(|&(name, f)| Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(!kvm))
         .collect();
     libtest_mimic::run(&args, trials).exit();

@@ -1,0 +1,102 @@
+//! The guest-visible PMU on real KVM: the `pmu-conformance` guest across the
+//! configuration matrix of the issue, and PMI-driven sampling.
+
+use crate::harness::run_guest;
+use crate::KvmTest;
+
+/// One configuration: `vmm` flags and the matching guest command line.
+struct Config {
+    vpmu: bool,
+    version: u8,
+    gp: u8,
+    fixed: u8,
+    full_width: bool,
+    vcpus: u8,
+}
+
+impl Config {
+    fn run(&self) -> Result<(), String> {
+        let on_off = |b: bool| if b { "on" } else { "off" };
+        let (version, gp, fixed, vcpus) =
+            (self.version.to_string(), self.gp.to_string(), self.fixed.to_string(), self.vcpus.to_string());
+        let cmdline = format!(
+            "vpmu={} version={} gp={} fixed={} fw={}",
+            on_off(self.vpmu),
+            self.version,
+            self.gp,
+            self.fixed,
+            u8::from(self.full_width)
+        );
+        let args = [
+            "--vpmu",
+            on_off(self.vpmu),
+            "--pmu-version",
+            &version,
+            "--gp-counters",
+            &gp,
+            "--fixed-counters",
+            &fixed,
+            "--full-width-writes",
+            on_off(self.full_width),
+            "--vcpus",
+            &vcpus,
+            "--cmdline",
+            &cmdline,
+            "--timeout",
+            "60",
+        ];
+        let run = run_guest("pmu-conformance.elf", &args)?;
+        run.expect_status(0).map_err(|e| format!("{cmdline} vcpus={vcpus}: {e}"))?;
+        let last = run.stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let (passed, failed) = parse_summary(last).ok_or_else(|| format!("no summary line, last line `{last}`"))?;
+        if failed != 0 || passed < 60 {
+            return Err(format!("{cmdline}: `{last}` (want >= 60 passed, 0 failed)\n{}", run.stdout));
+        }
+        Ok(())
+    }
+}
+
+/// Parses the guest's final `N passed, M failed` line.
+fn parse_summary(line: &str) -> Option<(u32, u32)> {
+    let (p, rest) = line.trim().split_once(" passed, ")?;
+    let f = rest.strip_suffix(" failed")?;
+    Some((p.parse().ok()?, f.parse().ok()?))
+}
+
+/// Every version 1..=5 (v1 has no fixed counters; v5 with 4 fixed too),
+/// full-width writes on and off, 1 and 8 GP counters, 1 and 4 vCPUs, and
+/// the vPMU off.
+fn matrix() -> Vec<Config> {
+    let mut m = Vec::new();
+    for version in 1..=5u8 {
+        let fixed_choices: &[u8] = match version {
+            1 => &[0],
+            5 => &[3, 4],
+            _ => &[3],
+        };
+        for &fixed in fixed_choices {
+            for full_width in [true, false] {
+                for gp in [1u8, 8] {
+                    m.push(Config { vpmu: true, version, gp, fixed, full_width, vcpus: 1 });
+                }
+            }
+            m.push(Config { vpmu: true, version, gp: 8, fixed, full_width: true, vcpus: 4 });
+        }
+    }
+    m.push(Config { vpmu: false, version: 4, gp: 8, fixed: 3, full_width: true, vcpus: 1 });
+    m.push(Config { vpmu: false, version: 4, gp: 8, fixed: 3, full_width: true, vcpus: 4 });
+    m
+}
+
+fn conformance_matrix() -> Result<(), String> {
+    let failures: Vec<String> = matrix().iter().filter_map(|c| c.run().err()).collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n\n"))
+    }
+}
+
+pub const TESTS: &[(&str, KvmTest)] = &[
+    ("pmu::conformance_matrix", conformance_matrix),
+];
