@@ -8,8 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("vmm/ has a parent").to_path_buf();
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("vmm/ has a parent")
+        .to_path_buf();
 
     // Honour CARGO_TARGET_DIR (relative values are relative to the workspace).
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
@@ -50,7 +54,11 @@ fn main() {
         Err(e) => fail(&script, &format!("could not run bash: {e}"), &[]),
     };
     if !output.status.success() {
-        fail(&script, &format!("it exited with {}", output.status), &output.stderr);
+        fail(
+            &script,
+            &format!("it exited with {}", output.status),
+            &output.stderr,
+        );
     }
     println!("cargo:rustc-env=VMM_GUESTS_DIR={}", out.display());
 }

@@ -2,10 +2,12 @@
 //! settable handlers.
 //!
 //! Every vector enters `dispatch` with a full [`InterruptFrame`]. Dispatch
-//! order: exception-table fixups (faults of `try_*` instructions), then the
-//! handler installed with [`set_handler`], then the runtime default (crash
+//! order: exception-table fixups (faults of `try_*` instructions), then an
+//! armed `exceptions::catch` on this CPU (exceptions other than NMI and #MC),
+//! then the handler installed with [`set_handler`], then the runtime default (crash
 //! report and exit 0x70 for exceptions, NMIs and unexpected interrupts;
-//! vector 0xFF, the spurious vector, is ignored). For vectors 32..=254 the
+//! the LAPIC spurious vector 0xFF and the legacy PIC's spurious IRQ 7/15
+//! (vectors 0x27, 0x2F) are ignored). For vectors 32..=254 the
 //! dispatcher sends the LAPIC EOI after the handler returns.
 
 use core::arch::asm;
@@ -196,12 +198,12 @@ extern "C" fn rt_interrupt_dispatch(frame: &mut InterruptFrame) {
     let vector = (frame.vector & 0xFF) as usize;
     let cpu = crate::percpu::this();
     cpu.vector_counts[vector].fetch_add(1, Ordering::Relaxed);
-    if vector < 32 && crate::exceptions::try_fixup(frame) {
+    if vector < 32 && (crate::exceptions::try_fixup(frame) || crate::exceptions::try_catch(frame)) {
         return;
     }
     if let Some(h) = handler(vector) {
         h(frame);
-    } else if vector == SPURIOUS_VECTOR as usize {
+    } else if vector == SPURIOUS_VECTOR as usize || crate::pic::is_spurious(vector) {
         return;
     } else {
         crate::exceptions::unhandled(frame);

@@ -19,6 +19,7 @@ pub mod lapic;
 pub mod mbi;
 pub mod msr;
 pub mod percpu;
+pub mod pic;
 pub mod print;
 pub mod serial;
 pub mod smp;
@@ -55,6 +56,7 @@ extern "C" fn rt_bsp_main(mbi: u32, magic: u32) -> ! {
     idt::load();
     mbi::init(mbi, magic);
     cmdline::init();
+    pic::disable();
     lapic::enable();
     // SAFETY: `__guest_main` is defined by the guest binary through `entry!`.
     unsafe { __guest_main() };

@@ -15,6 +15,8 @@ pub struct PerCpu {
     pub(crate) vector_counts: [AtomicU64; 256],
     /// Faults recovered through the exception table on this CPU.
     pub(crate) recovered_faults: AtomicU64,
+    /// Innermost armed `exceptions::catch` context (0 = none).
+    pub(crate) catch_ctx: AtomicU64,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -23,6 +25,7 @@ const PERCPU_INIT: PerCpu = PerCpu {
     exception_depth: AtomicU32::new(0),
     vector_counts: [const { AtomicU64::new(0) }; 256],
     recovered_faults: AtomicU64::new(0),
+    catch_ctx: AtomicU64::new(0),
 };
 
 static PERCPU: [PerCpu; MAX_CPUS] = [PERCPU_INIT; MAX_CPUS];

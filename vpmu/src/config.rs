@@ -176,7 +176,9 @@ mod tests {
         };
         let e = c.validate().unwrap_err();
         assert_eq!(e, ConfigError::FourthFixedNeedsV5(4));
-        assert!(e.to_string().contains("--fixed-counters 4 needs --pmu-version 5"));
+        assert!(e
+            .to_string()
+            .contains("--fixed-counters 4 needs --pmu-version 5"));
         c.version = 5;
         assert_eq!(c.validate(), Ok(()));
     }

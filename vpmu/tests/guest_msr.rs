@@ -96,7 +96,10 @@ fn version_1_has_no_fixed_and_no_global_msrs() {
         assert_eq!(p.wrmsr(i, 0, &mut m), Err(Gp), "{i:#x}");
     }
     assert_eq!(p.rdmsr(IA32_PMC0 + 1, &mut m), Ok(0));
-    assert_eq!(p.rdmsr(IA32_PERF_CAPABILITIES, &mut m), Ok(PERF_CAP_FW_WRITE));
+    assert_eq!(
+        p.rdmsr(IA32_PERF_CAPABILITIES, &mut m),
+        Ok(PERF_CAP_FW_WRITE)
+    );
     assert_eq!(p.wrmsr(IA32_A_PMC0, 5, &mut m), Ok(()));
 }
 
@@ -105,7 +108,11 @@ fn versions_2_and_3_lack_status_set_and_inuse() {
     for v in [2, 3] {
         let mut p = pmu(v, 4, 3);
         let mut m = Mock::new();
-        for i in [IA32_FIXED_CTR_CTRL, IA32_PERF_GLOBAL_STATUS, IA32_PERF_GLOBAL_CTRL] {
+        for i in [
+            IA32_FIXED_CTR_CTRL,
+            IA32_PERF_GLOBAL_STATUS,
+            IA32_PERF_GLOBAL_CTRL,
+        ] {
             assert!(p.rdmsr(i, &mut m).is_ok());
         }
         assert_eq!(p.rdmsr(IA32_PERF_GLOBAL_OVF_CTRL, &mut m), Ok(0));
@@ -172,7 +179,10 @@ fn full_width_and_fixed_writes_take_48_bits_gp_above() {
 #[test]
 fn global_ctrl_reset_value_enables_gp_counters() {
     let mut m = Mock::new();
-    assert_eq!(GuestPmu::new(PmuConfig::default()).rdmsr(IA32_PERF_GLOBAL_CTRL, &mut m), Ok(0xFF));
+    assert_eq!(
+        GuestPmu::new(PmuConfig::default()).rdmsr(IA32_PERF_GLOBAL_CTRL, &mut m),
+        Ok(0xFF)
+    );
     assert_eq!(pmu(2, 3, 3).rdmsr(IA32_PERF_GLOBAL_CTRL, &mut m), Ok(0x7));
     let mut p = pmu(5, 1, 4);
     assert_eq!(p.rdmsr(IA32_PERF_GLOBAL_CTRL, &mut m), Ok(0x1));
@@ -199,7 +209,11 @@ fn global_ctrl_reserved_bits() {
 fn read_only_msrs_gp_on_write() {
     let mut p = GuestPmu::new(PmuConfig::default());
     let mut m = Mock::new();
-    for i in [IA32_PERF_GLOBAL_STATUS, IA32_PERF_GLOBAL_INUSE, IA32_PERF_CAPABILITIES] {
+    for i in [
+        IA32_PERF_GLOBAL_STATUS,
+        IA32_PERF_GLOBAL_INUSE,
+        IA32_PERF_CAPABILITIES,
+    ] {
         assert_eq!(p.wrmsr(i, 0, &mut m), Err(Gp), "{i:#x}");
     }
     assert_eq!(p.rdmsr(IA32_PERF_CAPABILITIES, &mut m), Ok(1 << 13));
@@ -213,10 +227,15 @@ fn status_reset_clears_and_status_set_sets_without_pmi() {
     p.wrmsr(IA32_PERF_GLOBAL_STATUS_SET, bits, &mut m).unwrap();
     assert_eq!(p.rdmsr(IA32_PERF_GLOBAL_STATUS, &mut m), Ok(bits));
     assert!(!p.take_pmi());
-    p.wrmsr(IA32_PERF_GLOBAL_STATUS_RESET, 0b101 | 1 << 32, &mut m).unwrap();
-    assert_eq!(p.rdmsr(IA32_PERF_GLOBAL_STATUS, &mut m), Ok(0b1010_0000 | 1 << 34));
+    p.wrmsr(IA32_PERF_GLOBAL_STATUS_RESET, 0b101 | 1 << 32, &mut m)
+        .unwrap();
+    assert_eq!(
+        p.rdmsr(IA32_PERF_GLOBAL_STATUS, &mut m),
+        Ok(0b1010_0000 | 1 << 34)
+    );
     // ClrOvfBuf / ClrCondChgd are accepted.
-    p.wrmsr(IA32_PERF_GLOBAL_STATUS_RESET, 3 << 62, &mut m).unwrap();
+    p.wrmsr(IA32_PERF_GLOBAL_STATUS_RESET, 3 << 62, &mut m)
+        .unwrap();
     assert_eq!(p.rdmsr(IA32_PERF_GLOBAL_STATUS_RESET, &mut m), Ok(0));
     assert_eq!(p.rdmsr(IA32_PERF_GLOBAL_STATUS_SET, &mut m), Ok(0));
     assert!(m.calls.is_empty());
@@ -230,7 +249,10 @@ fn status_reset_and_set_reserved_bits() {
         assert_eq!(p.wrmsr(IA32_PERF_GLOBAL_STATUS_RESET, bad, &mut m), Err(Gp));
     }
     for bad in [1 << 4, 1 << 35, 1 << 62, 1 << 63, 1 << 55] {
-        assert_eq!(p.wrmsr(IA32_PERF_GLOBAL_STATUS_SET, bad | 1, &mut m), Err(Gp));
+        assert_eq!(
+            p.wrmsr(IA32_PERF_GLOBAL_STATUS_SET, bad | 1, &mut m),
+            Err(Gp)
+        );
     }
     assert_eq!(p.rdmsr(IA32_PERF_GLOBAL_STATUS, &mut m), Ok(0));
 }
@@ -246,13 +268,24 @@ fn inuse_reflects_programming() {
     assert_eq!(p.rdmsr(IA32_PERF_GLOBAL_INUSE, &mut m), Ok(1 << 2));
     // Fixed counter 1 enabled (USR only).
     p.wrmsr(IA32_FIXED_CTR_CTRL, 0x2 << 4, &mut m).unwrap();
-    assert_eq!(p.rdmsr(IA32_PERF_GLOBAL_INUSE, &mut m), Ok(1 << 2 | 1 << 33));
+    assert_eq!(
+        p.rdmsr(IA32_PERF_GLOBAL_INUSE, &mut m),
+        Ok(1 << 2 | 1 << 33)
+    );
     // PMI bit alone on fixed counter 2: PMI_InUse but not counter in use.
-    p.wrmsr(IA32_FIXED_CTR_CTRL, 0x2 << 4 | 0x8 << 8, &mut m).unwrap();
-    assert_eq!(p.rdmsr(IA32_PERF_GLOBAL_INUSE, &mut m), Ok(1 << 2 | 1 << 33 | 1 << 63));
+    p.wrmsr(IA32_FIXED_CTR_CTRL, 0x2 << 4 | 0x8 << 8, &mut m)
+        .unwrap();
+    assert_eq!(
+        p.rdmsr(IA32_PERF_GLOBAL_INUSE, &mut m),
+        Ok(1 << 2 | 1 << 33 | 1 << 63)
+    );
     p.wrmsr(IA32_FIXED_CTR_CTRL, 0, &mut m).unwrap();
-    p.wrmsr(IA32_PERFEVTSEL0 + 3, 0x100 | evtsel::INT, &mut m).unwrap();
-    assert_eq!(p.rdmsr(IA32_PERF_GLOBAL_INUSE, &mut m), Ok(1 << 2 | 1 << 63));
+    p.wrmsr(IA32_PERFEVTSEL0 + 3, 0x100 | evtsel::INT, &mut m)
+        .unwrap();
+    assert_eq!(
+        p.rdmsr(IA32_PERF_GLOBAL_INUSE, &mut m),
+        Ok(1 << 2 | 1 << 63)
+    );
 }
 
 #[test]
@@ -260,9 +293,16 @@ fn evtsel_reserved_bits() {
     let mut p = GuestPmu::new(PmuConfig::default());
     let mut m = Mock::new();
     for b in 32..64 {
-        assert_eq!(p.wrmsr(IA32_PERFEVTSEL0, 1 << b, &mut m), Err(Gp), "bit {b}");
+        assert_eq!(
+            p.wrmsr(IA32_PERFEVTSEL0, 1 << b, &mut m),
+            Err(Gp),
+            "bit {b}"
+        );
     }
-    assert_eq!(p.wrmsr(IA32_PERFEVTSEL0, 0xFFFF_FFFF & !evtsel::EN, &mut m), Ok(()));
+    assert_eq!(
+        p.wrmsr(IA32_PERFEVTSEL0, 0xFFFF_FFFF & !evtsel::EN, &mut m),
+        Ok(())
+    );
     assert_eq!(p.rdmsr(IA32_PERFEVTSEL0, &mut m), Ok(0xFFBF_FFFF));
 }
 
@@ -319,9 +359,11 @@ fn no_source_calls_for_accesses_that_change_nothing() {
     let mut p = GuestPmu::new(PmuConfig::default());
     let mut m = Mock::new();
     // Event select of a disabled counter.
-    p.wrmsr(IA32_PERFEVTSEL0, 0xC0 | evtsel::OS, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0, 0xC0 | evtsel::OS, &mut m)
+        .unwrap();
     // EN but neither USR nor OS: counts nothing.
-    p.wrmsr(IA32_PERFEVTSEL0 + 1, 0xC0 | evtsel::EN, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0 + 1, 0xC0 | evtsel::EN, &mut m)
+        .unwrap();
     // GLOBAL_CTRL to the same value.
     p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0xFF, &mut m).unwrap();
     // Fixed counter enabled locally but not globally.
@@ -337,10 +379,13 @@ fn no_source_calls_for_accesses_that_change_nothing() {
     // A running counter: rewriting its event select with the same value,
     // reading control MSRs, and enabling an unrelated disabled counter
     // globally do not touch it.
-    p.wrmsr(IA32_PERFEVTSEL0 + 2, 0x3C | EN_ALL, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0 + 2, 0x3C | EN_ALL, &mut m)
+        .unwrap();
     assert_eq!(m.take().len(), 1);
-    p.wrmsr(IA32_PERFEVTSEL0 + 2, 0x3C | EN_ALL, &mut m).unwrap();
-    p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0xFF | 1 << 33, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0 + 2, 0x3C | EN_ALL, &mut m)
+        .unwrap();
+    p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0xFF | 1 << 33, &mut m)
+        .unwrap();
     let _ = p.rdmsr(IA32_PERFEVTSEL0 + 2, &mut m);
     let _ = p.rdmsr(IA32_PERF_GLOBAL_STATUS, &mut m);
     let _ = p.rdmsr(IA32_PERF_GLOBAL_INUSE, &mut m);
@@ -351,12 +396,24 @@ fn no_source_calls_for_accesses_that_change_nothing() {
 fn enable_reconfigure_disable_gp_counter() {
     let mut p = GuestPmu::new(PmuConfig::default());
     let mut m = Mock::new();
-    p.wrmsr(IA32_PERFEVTSEL0, 0x412E | evtsel::EN | evtsel::USR | evtsel::EDGE | 3 << 24, &mut m)
-        .unwrap();
+    p.wrmsr(
+        IA32_PERFEVTSEL0,
+        0x412E | evtsel::EN | evtsel::USR | evtsel::EDGE | 3 << 24,
+        &mut m,
+    )
+    .unwrap();
     let calls = m.take();
     assert_eq!(calls.len(), 1);
-    let Call::Start(G0, c) = calls[0] else { panic!("{calls:?}") };
-    assert_eq!(c.event, EventCode { select: 0x2E, umask: 0x41 });
+    let Call::Start(G0, c) = calls[0] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(
+        c.event,
+        EventCode {
+            select: 0x2E,
+            umask: 0x41
+        }
+    );
     assert!(c.usr && !c.os && c.edge && !c.inv && !c.any_thread);
     assert_eq!(c.cmask, 3);
     assert_eq!(c.overflow_after, None);
@@ -372,7 +429,8 @@ fn enable_reconfigure_disable_gp_counter() {
 
     // Disable: drain, stop; the count stays.
     m.feed(G0, 3);
-    p.wrmsr(IA32_PERFEVTSEL0, 0xC0 | evtsel::USR | evtsel::OS, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0, 0xC0 | evtsel::USR | evtsel::OS, &mut m)
+        .unwrap();
     assert_eq!(m.take(), vec![Call::Drain(G0, 3), Call::Stop(G0)]);
     assert_eq!(p.rdmsr(IA32_PMC0, &mut m), Ok(10));
     assert!(m.calls.is_empty());
@@ -385,11 +443,17 @@ fn global_ctrl_starts_and_stops() {
     let mut m = Mock::new();
     p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0, &mut m).unwrap();
     p.wrmsr(IA32_PERFEVTSEL0, 0x3C | EN_ALL, &mut m).unwrap();
-    p.wrmsr(IA32_PERFEVTSEL0 + 1, 0xC4 | EN_ALL, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0 + 1, 0xC4 | EN_ALL, &mut m)
+        .unwrap();
     p.wrmsr(IA32_FIXED_CTR_CTRL, 0x333, &mut m).unwrap();
     assert!(m.calls.is_empty());
-    p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0x3 | 0x7 << 32, &mut m).unwrap();
-    let mut started: Vec<_> = m.starts().into_iter().map(|(c, cfg)| (c, cfg.event)).collect();
+    p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0x3 | 0x7 << 32, &mut m)
+        .unwrap();
+    let mut started: Vec<_> = m
+        .starts()
+        .into_iter()
+        .map(|(c, cfg)| (c, cfg.event))
+        .collect();
     started.sort_by_key(|(c, e)| (*c, e.select, e.umask));
     let code = |select, umask| EventCode { select, umask };
     assert_eq!(
@@ -404,7 +468,8 @@ fn global_ctrl_starts_and_stops() {
     );
     m.take();
     m.feed(G1, 4);
-    p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0x1 | 0x7 << 32, &mut m).unwrap();
+    p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0x1 | 0x7 << 32, &mut m)
+        .unwrap();
     assert_eq!(m.take(), vec![Call::Drain(G1, 4), Call::Stop(G1)]);
     assert_eq!(p.rdmsr(IA32_PMC0 + 1, &mut m), Ok(4));
     assert!(m.violations.is_empty());
@@ -414,15 +479,23 @@ fn global_ctrl_starts_and_stops() {
 fn fixed_ctrl_nibble_change_reconfigures_only_that_counter() {
     let mut p = pmu(5, 8, 4);
     let mut m = Mock::new();
-    p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0xFF | 0xF << 32, &mut m).unwrap();
+    p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0xFF | 0xF << 32, &mut m)
+        .unwrap();
     p.wrmsr(IA32_FIXED_CTR_CTRL, 0x1 << 12, &mut m).unwrap();
     let s = m.starts();
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].0, CounterIndex::Fixed(3));
-    assert_eq!(s[0].1.event, EventCode { select: 0xA4, umask: 0x01 });
+    assert_eq!(
+        s[0].1.event,
+        EventCode {
+            select: 0xA4,
+            umask: 0x01
+        }
+    );
     assert!(s[0].1.os && !s[0].1.usr);
     m.take();
-    p.wrmsr(IA32_FIXED_CTR_CTRL, 0x1 << 12 | 0x2, &mut m).unwrap();
+    p.wrmsr(IA32_FIXED_CTR_CTRL, 0x1 << 12 | 0x2, &mut m)
+        .unwrap();
     assert_eq!(m.starts().len(), 1);
     assert_eq!(m.starts()[0].0, F0);
     assert_eq!(m.calls.len(), 1);
@@ -446,10 +519,12 @@ fn overflow_after_with_int() {
     let mut p = GuestPmu::new(PmuConfig::default());
     let mut m = Mock::new();
     p.wrmsr(IA32_PMC0, (-100i64) as u64, &mut m).unwrap();
-    p.wrmsr(IA32_PERFEVTSEL0, 0x3C | EN_ALL | evtsel::INT, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0, 0x3C | EN_ALL | evtsel::INT, &mut m)
+        .unwrap();
     assert_eq!(m.starts()[0].1.overflow_after, Some(100));
     m.take();
-    p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0xFF | 1 << 32, &mut m).unwrap();
+    p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0xFF | 1 << 32, &mut m)
+        .unwrap();
     p.wrmsr(IA32_FIXED_CTR0, 0, &mut m).unwrap();
     p.wrmsr(IA32_FIXED_CTR_CTRL, 0xB, &mut m).unwrap();
     assert_eq!(m.starts()[0], (F0, m.starts()[0].1));
@@ -460,8 +535,10 @@ fn overflow_after_with_int() {
 fn preload_while_running() {
     let mut p = GuestPmu::new(PmuConfig::default());
     let mut m = Mock::new();
-    p.wrmsr(IA32_PERFEVTSEL0, 0x3C | EN_ALL | evtsel::INT, &mut m).unwrap();
-    p.wrmsr(IA32_PERFEVTSEL0 + 1, 0x3C | EN_ALL, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0, 0x3C | EN_ALL | evtsel::INT, &mut m)
+        .unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0 + 1, 0x3C | EN_ALL, &mut m)
+        .unwrap();
     m.take();
     // With INT: drain, re-arm with the new distance to the wrap.
     m.feed(G0, 5);
@@ -482,7 +559,8 @@ fn wrap_sets_status_raises_pmi_and_rearms() {
     let mut p = GuestPmu::new(PmuConfig::default());
     let mut m = Mock::new();
     p.wrmsr(IA32_A_PMC0, W - 10, &mut m).unwrap();
-    p.wrmsr(IA32_PERFEVTSEL0, 0x3C | EN_ALL | evtsel::INT, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0, 0x3C | EN_ALL | evtsel::INT, &mut m)
+        .unwrap();
     m.take();
     m.feed(G0, 9);
     p.sync(&mut m);
@@ -506,7 +584,8 @@ fn wrap_without_int_sets_status_only() {
     let mut p = GuestPmu::new(PmuConfig::default());
     let mut m = Mock::new();
     p.wrmsr(IA32_A_PMC0 + 3, W - 1, &mut m).unwrap();
-    p.wrmsr(IA32_PERFEVTSEL0 + 3, 0x3C | EN_ALL, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0 + 3, 0x3C | EN_ALL, &mut m)
+        .unwrap();
     m.take();
     m.feed(CounterIndex::Gp(3), 2);
     assert_eq!(p.rdmsr(IA32_PMC0 + 3, &mut m), Ok(1));
@@ -532,7 +611,7 @@ fn fixed_counter_wrap_sets_bit_32_plus_i() {
     // Multiple wraps in one drain still leave the counter in range.
     m.feed(f2, u64::MAX);
     p.sync(&mut m);
-    assert_eq!(p.rdmsr(IA32_FIXED_CTR0 + 2, &mut m), Ok(u64::MAX & MASK));
+    assert_eq!(p.rdmsr(IA32_FIXED_CTR0 + 2, &mut m), Ok(MASK)); // (2^64 - 1) mod 2^48
 }
 
 #[test]
@@ -540,7 +619,8 @@ fn version_1_counts_with_en_only_and_pmi_without_status() {
     let mut p = pmu(1, 2, 0);
     let mut m = Mock::new();
     p.wrmsr(IA32_A_PMC0, MASK, &mut m).unwrap();
-    p.wrmsr(IA32_PERFEVTSEL0, 0x3C | EN_ALL | evtsel::INT, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0, 0x3C | EN_ALL | evtsel::INT, &mut m)
+        .unwrap();
     assert_eq!(m.starts().len(), 1);
     m.take();
     m.feed(G0, 1);
@@ -554,19 +634,31 @@ fn version_1_counts_with_en_only_and_pmi_without_status() {
 fn emulated_instructions_count_on_instruction_counters() {
     let mut p = GuestPmu::new(PmuConfig::default());
     let mut m = Mock::new();
-    p.wrmsr(IA32_PERFEVTSEL0, 0xC0 | evtsel::EN | evtsel::OS, &mut m).unwrap();
-    p.wrmsr(IA32_PERFEVTSEL0 + 1, 0xC0 | evtsel::EN | evtsel::USR, &mut m).unwrap();
-    p.wrmsr(IA32_PERFEVTSEL0 + 2, 0x3C | EN_ALL, &mut m).unwrap();
-    p.wrmsr(IA32_PERFEVTSEL0 + 3, 0xC0 | EN_ALL | 1 << 24, &mut m).unwrap();
-    p.wrmsr(IA32_PERFEVTSEL0 + 4, 0xC0 | evtsel::OS, &mut m).unwrap();
-    p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0xFF | 0x3 << 32, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0, 0xC0 | evtsel::EN | evtsel::OS, &mut m)
+        .unwrap();
+    p.wrmsr(
+        IA32_PERFEVTSEL0 + 1,
+        0xC0 | evtsel::EN | evtsel::USR,
+        &mut m,
+    )
+    .unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0 + 2, 0x3C | EN_ALL, &mut m)
+        .unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0 + 3, 0xC0 | EN_ALL | 1 << 24, &mut m)
+        .unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0 + 4, 0xC0 | evtsel::OS, &mut m)
+        .unwrap();
+    p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0xFF | 0x3 << 32, &mut m)
+        .unwrap();
     p.wrmsr(IA32_FIXED_CTR_CTRL, 0x11, &mut m).unwrap();
     m.take();
     p.retire_emulated_instruction(true);
     p.retire_emulated_instruction(true);
     p.retire_emulated_instruction(false);
     assert!(m.calls.is_empty());
-    let v: Vec<u64> = (0..5).map(|i| p.rdmsr(IA32_PMC0 + i, &mut m).unwrap()).collect();
+    let v: Vec<u64> = (0..5)
+        .map(|i| p.rdmsr(IA32_PMC0 + i, &mut m).unwrap())
+        .collect();
     assert_eq!(v, vec![2, 1, 0, 0, 0]);
     assert_eq!(p.rdmsr(IA32_FIXED_CTR0, &mut m), Ok(2));
     assert_eq!(p.rdmsr(IA32_FIXED_CTR0 + 1, &mut m), Ok(0));
@@ -577,7 +669,8 @@ fn emulated_instruction_wrap_raises_pmi_and_sync_rearms() {
     let mut p = GuestPmu::new(PmuConfig::default());
     let mut m = Mock::new();
     p.wrmsr(IA32_A_PMC0, MASK, &mut m).unwrap();
-    p.wrmsr(IA32_PERFEVTSEL0, 0xC0 | EN_ALL | evtsel::INT, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0, 0xC0 | EN_ALL | evtsel::INT, &mut m)
+        .unwrap();
     m.take();
     p.retire_emulated_instruction(true);
     assert!(m.calls.is_empty());
@@ -610,7 +703,8 @@ fn snapshot_names_and_serializes() {
     let mut p = GuestPmu::new(PmuConfig::default());
     let mut m = Mock::new();
     p.wrmsr(IA32_PERFEVTSEL0, 0x412E | EN_ALL, &mut m).unwrap();
-    p.wrmsr(IA32_PERFEVTSEL0 + 1, 0x99 | EN_ALL, &mut m).unwrap();
+    p.wrmsr(IA32_PERFEVTSEL0 + 1, 0x99 | EN_ALL, &mut m)
+        .unwrap();
     p.wrmsr(IA32_PERF_GLOBAL_CTRL, 0x1, &mut m).unwrap();
     p.wrmsr(IA32_FIXED_CTR_CTRL, 0x3 << 8, &mut m).unwrap();
     m.feed(G0, 42);

@@ -30,7 +30,11 @@ fn should_gp(c: &PmuConfig, write: bool, idx: u32, val: u64) -> bool {
     }
     let v = c.version;
     let ngp = u32::from(c.gp_counters);
-    let nfx = if v >= 2 { u32::from(c.fixed_counters) } else { 0 };
+    let nfx = if v >= 2 {
+        u32::from(c.fixed_counters)
+    } else {
+        0
+    };
     let counters = ((1u64 << ngp) - 1) | (((1u64 << nfx) - 1) << 32);
     let above_48 = val >> 48 != 0;
     match idx {
@@ -60,11 +64,19 @@ const PMU_MSRS: &[u32] = &[
     0x18C, 0x18D, 0x309, 0x30A, 0x30B, 0x30C, 0x345, 0x38D, 0x38E, 0x38F, 0x390, 0x391, 0x392,
     0x4C1, 0x4C2, 0x4C3, 0x4C4, 0x4C5, 0x4C6, 0x4C7, 0x4C8,
 ];
-const NEIGHBOURS: &[u32] = &[0xC0, 0xC9, 0x185, 0x18E, 0x308, 0x30D, 0x344, 0x346, 0x38C, 0x393, 0x4C0, 0x4C9];
+const NEIGHBOURS: &[u32] = &[
+    0xC0, 0xC9, 0x185, 0x18E, 0x308, 0x30D, 0x344, 0x346, 0x38C, 0x393, 0x4C0, 0x4C9,
+];
 
 fn config() -> impl Strategy<Value = PmuConfig> {
-    (1u8..=5, 1u8..=8, 0u8..=4, any::<bool>(), prop::bool::weighted(0.92)).prop_map(
-        |(version, gp, fixed, fw, enabled)| {
+    (
+        1u8..=5,
+        1u8..=8,
+        0u8..=4,
+        any::<bool>(),
+        prop::bool::weighted(0.92),
+    )
+        .prop_map(|(version, gp, fixed, fw, enabled)| {
             let fixed = match version {
                 1 => 0,
                 5 => fixed,
@@ -77,8 +89,7 @@ fn config() -> impl Strategy<Value = PmuConfig> {
                 fixed_counters: fixed,
                 full_width_writes: fw,
             }
-        },
-    )
+        })
 }
 
 fn index() -> impl Strategy<Value = u32> {
@@ -139,7 +150,7 @@ fn bit(c: CounterIndex) -> u64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     #[test]
     fn msr_sequences_follow_the_sdm(cfg in config(), ops in prop::collection::vec(op(), 1..80)) {

@@ -31,6 +31,14 @@ fn nmi(_frame: &mut InterruptFrame) {
     NMIS.fetch_add(1, Ordering::SeqCst);
 }
 
+/// Spin (about a second at most) until `counter` is non-zero.
+fn wait_for(counter: &AtomicU32) {
+    let start = msr::rdtsc();
+    while counter.load(Ordering::SeqCst) == 0 && msr::rdtsc() - start < 2_000_000_000 {
+        core::hint::spin_loop();
+    }
+}
+
 fn per_cpu(cpu: u32) {
     let tap = Tap::new();
     tap.check_eq(
@@ -57,6 +65,10 @@ fn per_cpu(cpu: u32) {
         format_args!("cpu {cpu}: wrmsr of a bogus MSR raises #GP"),
         matches!(w, Err(f) if f.is_gp()),
         format_args!("got {:?}", w),
+    );
+    tap.check(
+        format_args!("cpu {cpu}: catch on this CPU"),
+        exceptions::expect_gp(|| msr::wrmsr(BOGUS_MSR, 0)),
     );
     tap.check_eq(
         format_args!("cpu {cpu}: two faults recovered"),
@@ -100,10 +112,42 @@ fn main() -> ! {
         pmc.is_ok() || pmc.err().is_some_and(|f| f.is_gp()),
     );
 
+    // Generic recovery: a fault anywhere in a closure, nested catches.
+    let r = exceptions::catch(|| {
+        // SAFETY: ud2 raises #UD, recovered by `catch`.
+        unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+        5
+    });
+    tap.check_diag(
+        "catch(ud2) -> #UD",
+        matches!(r, Err(f) if f.vector == exceptions::UD),
+        format_args!("got {:?}", r),
+    );
+    tap.check_eq("catch(no fault) -> Ok", exceptions::catch(|| 7), Ok(7));
+    tap.check(
+        "expect_gp(rdmsr bogus)",
+        exceptions::expect_gp(|| msr::rdmsr(BOGUS_MSR)),
+    );
+    let nested = exceptions::catch(|| {
+        let inner = exceptions::expect_gp(|| msr::wrmsr(BOGUS_MSR, 1));
+        msr::rdmsr(BOGUS_MSR);
+        inner
+    });
+    tap.check_diag(
+        "nested catch",
+        matches!(nested, Err(f) if f.is_gp()),
+        format_args!("got {:?}", nested),
+    );
+    tap.check(
+        "try_rdmsr inside catch",
+        exceptions::catch(|| msr::try_rdmsr(BOGUS_MSR).is_err()) == Ok(true),
+    );
+
     // Settable interrupt handler + self IPI.
     idt::set_handler(TEST_VECTOR, test_irq);
     guest_tests::irq::enable();
     lapic::send_self(TEST_VECTOR);
+    wait_for(&TEST_IRQS);
     guest_tests::irq::disable();
     tap.check_eq(
         "self IPI reaches the installed handler",
@@ -115,12 +159,7 @@ fn main() -> ! {
     // NMI handler.
     idt::set_handler(exceptions::NMI, nmi);
     lapic::send_nmi(0);
-    for _ in 0..1_000_000 {
-        if NMIS.load(Ordering::SeqCst) != 0 {
-            break;
-        }
-        core::hint::spin_loop();
-    }
+    wait_for(&NMIS);
     tap.check_eq(
         "NMI reaches the installed handler",
         NMIS.load(Ordering::SeqCst),

@@ -11,14 +11,28 @@ pub const TESTS: &[(&str, KvmTest)] = &[
     ("boot::hello_1_vcpu_multiboot", || hello("hello.mb.elf", 1)),
     ("boot::hello_4_vcpus_multiboot", || hello("hello.mb.elf", 4)),
     ("boot::exit_code_3_elf64", || exit_code("exit-code.elf")),
-    ("boot::exit_code_3_multiboot", || exit_code("exit-code.mb.elf")),
+    ("boot::exit_code_3_multiboot", || {
+        exit_code("exit-code.mb.elf")
+    }),
     ("boot::triple_fault_is_a_crash", triple_fault),
     ("boot::guest_exception_is_reported", guest_exception),
     ("boot::timeout_stops_a_spinning_guest", timeout),
     ("boot::sigterm_stops_the_vm", sigterm),
     ("boot::default_guest_runs_without_arguments", default_guest),
     ("boot::bad_inputs_exit_2_with_one_line", bad_inputs),
+    ("boot::runtime_selftest_4_vcpus", runtime_selftest),
 ];
+
+/// The guest runtime's own TAP self-test (exceptions, MSR fault recovery,
+/// SMP, LAPIC, command line) passes on 4 vCPUs.
+fn runtime_selftest() -> Result<(), String> {
+    let run = run_guest("selftest.elf", &["--vcpus", "4", "--cmdline", "selftest=1 answer=0x2a", "--timeout", "60"])?;
+    run.expect_status(0)?;
+    if !run.stdout.lines().any(|l| l.ends_with(" passed, 0 failed")) {
+        return Err(format!("no passing summary:\n{}", run.stdout));
+    }
+    Ok(())
+}
 
 fn hello(file: &str, vcpus: u32) -> Result<(), String> {
     let n = vcpus.to_string();
@@ -31,9 +45,16 @@ fn hello(file: &str, vcpus: u32) -> Result<(), String> {
             return Err(format!("`{line}` printed {count} times:\n{}", run.stdout));
         }
     }
-    let greetings = run.stdout.lines().filter(|l| l.starts_with("hello from cpu")).count();
+    let greetings = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("hello from cpu"))
+        .count();
     if greetings != vcpus as usize {
-        return Err(format!("{greetings} greetings for {vcpus} vCPUs:\n{}", run.stdout));
+        return Err(format!(
+            "{greetings} greetings for {vcpus} vCPUs:\n{}",
+            run.stdout
+        ));
     }
     Ok(())
 }
@@ -48,7 +69,10 @@ fn triple_fault() -> Result<(), String> {
     let run = run_guest("triple-fault.elf", &[])?;
     run.expect_status(i32::from(vmm::exit_status::GUEST_CRASH))?;
     if !(run.stderr.contains("triple fault") && run.stderr.contains("rip=")) {
-        return Err(format!("crash not described with registers:\n{}", run.stderr));
+        return Err(format!(
+            "crash not described with registers:\n{}",
+            run.stderr
+        ));
     }
     Ok(())
 }
@@ -67,7 +91,10 @@ fn timeout() -> Result<(), String> {
     let run = run_guest("spin.elf", &["--vcpus", "2", "--timeout", "2"])?;
     run.expect_status(i32::from(vmm::exit_status::TIMEOUT))?;
     if run.elapsed >= Duration::from_secs(5) || run.elapsed < Duration::from_secs(2) {
-        return Err(format!("--timeout 2 stopped the guest after {:?}", run.elapsed));
+        return Err(format!(
+            "--timeout 2 stopped the guest after {:?}",
+            run.elapsed
+        ));
     }
     Ok(())
 }
@@ -75,7 +102,13 @@ fn timeout() -> Result<(), String> {
 fn sigterm() -> Result<(), String> {
     let started = std::time::Instant::now();
     let kernel = guest("spin.elf");
-    let child = crate::harness::spawn(&["run", "--kernel", kernel.to_str().ok_or("path")?, "--vcpus", "2"])?;
+    let child = crate::harness::spawn(&[
+        "run",
+        "--kernel",
+        kernel.to_str().ok_or("path")?,
+        "--vcpus",
+        "2",
+    ])?;
     std::thread::sleep(Duration::from_millis(500));
     // SAFETY: kill(2) on the pid of a child we have not reaped yet.
     if unsafe { libc::kill(child.id() as i32, libc::SIGTERM) } != 0 {
@@ -139,16 +172,40 @@ fn bad_inputs() -> Result<(), String> {
         let p = dir.join(name);
         std::fs::write(&p, bytes).map_err(|e| e.to_string())?;
         let p = p.to_string_lossy().into_owned();
-        cases.push((name.into(), vec!["run".into(), "--kernel".into(), p, "--memory".into(), "16".into()]));
+        cases.push((
+            name.into(),
+            vec![
+                "run".into(),
+                "--kernel".into(),
+                p,
+                "--memory".into(),
+                "16".into(),
+            ],
+        ));
     }
     let hello_path = guest("hello.elf").to_string_lossy().into_owned();
     let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    cases.push(("nonexistent".into(), argv(&["run", "--kernel", "/nonexistent/kernel.elf"])));
-    cases.push(("vcpus 0".into(), argv(&["run", "--kernel", &hello_path, "--vcpus", "0"])));
-    cases.push(("memory absurd".into(), argv(&["run", "--kernel", &hello_path, "--memory", "99999999"])));
-    cases.push(("memory 0".into(), argv(&["run", "--kernel", &hello_path, "--memory", "0"])));
+    cases.push((
+        "nonexistent".into(),
+        argv(&["run", "--kernel", "/nonexistent/kernel.elf"]),
+    ));
+    cases.push((
+        "vcpus 0".into(),
+        argv(&["run", "--kernel", &hello_path, "--vcpus", "0"]),
+    ));
+    cases.push((
+        "memory absurd".into(),
+        argv(&["run", "--kernel", &hello_path, "--memory", "99999999"]),
+    ));
+    cases.push((
+        "memory 0".into(),
+        argv(&["run", "--kernel", &hello_path, "--memory", "0"]),
+    ));
     cases.push(("unknown flag".into(), argv(&["run", "--frobnicate"])));
-    cases.push(("negative timeout".into(), argv(&["run", "--kernel", &hello_path, "--timeout", "-1"])));
+    cases.push((
+        "negative timeout".into(),
+        argv(&["run", "--kernel", &hello_path, "--timeout", "-1"]),
+    ));
     for (name, args) in &cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = vmm(&args)?;

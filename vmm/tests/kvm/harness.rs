@@ -1,13 +1,17 @@
 //! Running the `vmm` binary on guest images, for tests that boot guests.
 
-use std::path::PathBuf;
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Whether this machine can run guests: `/dev/kvm` opens read-write.
 pub fn kvm_available() -> bool {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
 }
 
 /// Path of a guest image built by `build.rs` (`hello.elf`, `hello.mb.elf`).

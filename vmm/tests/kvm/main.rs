@@ -19,7 +19,9 @@ fn main() {
     let trials = boot::TESTS
         .iter()
         .chain(pmu::TESTS)
-        .map(|&(name, f)| Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(!kvm))
+        .map(|&(name, f)| {
+            Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(!kvm)
+        })
         .collect();
     libtest_mimic::run(&args, trials).exit();
 }

@@ -17,8 +17,12 @@ struct Config {
 impl Config {
     fn run(&self) -> Result<(), String> {
         let on_off = |b: bool| if b { "on" } else { "off" };
-        let (version, gp, fixed, vcpus) =
-            (self.version.to_string(), self.gp.to_string(), self.fixed.to_string(), self.vcpus.to_string());
+        let (version, gp, fixed, vcpus) = (
+            self.version.to_string(),
+            self.gp.to_string(),
+            self.fixed.to_string(),
+            self.vcpus.to_string(),
+        );
         let cmdline = format!(
             "vpmu={} version={} gp={} fixed={} fw={}",
             on_off(self.vpmu),
@@ -46,11 +50,21 @@ impl Config {
             "60",
         ];
         let run = run_guest("pmu-conformance.elf", &args)?;
-        run.expect_status(0).map_err(|e| format!("{cmdline} vcpus={vcpus}: {e}"))?;
-        let last = run.stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-        let (passed, failed) = parse_summary(last).ok_or_else(|| format!("no summary line, last line `{last}`"))?;
+        run.expect_status(0)
+            .map_err(|e| format!("{cmdline} vcpus={vcpus}: {e}"))?;
+        let last = run
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        let (passed, failed) =
+            parse_summary(last).ok_or_else(|| format!("no summary line, last line `{last}`"))?;
         if failed != 0 || passed < 60 {
-            return Err(format!("{cmdline}: `{last}` (want >= 60 passed, 0 failed)\n{}", run.stdout));
+            return Err(format!(
+                "{cmdline}: `{last}` (want >= 60 passed, 0 failed)\n{}",
+                run.stdout
+            ));
         }
         Ok(())
     }
@@ -77,14 +91,42 @@ fn matrix() -> Vec<Config> {
         for &fixed in fixed_choices {
             for full_width in [true, false] {
                 for gp in [1u8, 8] {
-                    m.push(Config { vpmu: true, version, gp, fixed, full_width, vcpus: 1 });
+                    m.push(Config {
+                        vpmu: true,
+                        version,
+                        gp,
+                        fixed,
+                        full_width,
+                        vcpus: 1,
+                    });
                 }
             }
-            m.push(Config { vpmu: true, version, gp: 8, fixed, full_width: true, vcpus: 4 });
+            m.push(Config {
+                vpmu: true,
+                version,
+                gp: 8,
+                fixed,
+                full_width: true,
+                vcpus: 4,
+            });
         }
     }
-    m.push(Config { vpmu: false, version: 4, gp: 8, fixed: 3, full_width: true, vcpus: 1 });
-    m.push(Config { vpmu: false, version: 4, gp: 8, fixed: 3, full_width: true, vcpus: 4 });
+    m.push(Config {
+        vpmu: false,
+        version: 4,
+        gp: 8,
+        fixed: 3,
+        full_width: true,
+        vcpus: 1,
+    });
+    m.push(Config {
+        vpmu: false,
+        version: 4,
+        gp: 8,
+        fixed: 3,
+        full_width: true,
+        vcpus: 4,
+    });
     m
 }
 
@@ -97,6 +139,4 @@ fn conformance_matrix() -> Result<(), String> {
     }
 }
 
-pub const TESTS: &[(&str, KvmTest)] = &[
-    ("pmu::conformance_matrix", conformance_matrix),
-];
+pub const TESTS: &[(&str, KvmTest)] = &[("pmu::conformance_matrix", conformance_matrix)];

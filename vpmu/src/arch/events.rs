@@ -140,9 +140,27 @@ mod tests {
         for (i, e) in ARCH_EVENTS.iter().enumerate() {
             assert_eq!(usize::from(e.index), i);
         }
-        assert_eq!(INSTRUCTIONS_RETIRED.code, EventCode { select: 0xC0, umask: 0 });
-        assert_eq!(REFERENCE_CYCLES.code, EventCode { select: 0x3C, umask: 1 });
-        assert_eq!(TOPDOWN_SLOTS.code, EventCode { select: 0xA4, umask: 1 });
+        assert_eq!(
+            INSTRUCTIONS_RETIRED.code,
+            EventCode {
+                select: 0xC0,
+                umask: 0
+            }
+        );
+        assert_eq!(
+            REFERENCE_CYCLES.code,
+            EventCode {
+                select: 0x3C,
+                umask: 1
+            }
+        );
+        assert_eq!(
+            TOPDOWN_SLOTS.code,
+            EventCode {
+                select: 0xA4,
+                umask: 1
+            }
+        );
     }
 
     #[test]
@@ -162,8 +180,20 @@ mod tests {
         assert_eq!(ebx_length(1), 7);
         assert_eq!(ebx_length(4), 7);
         assert_eq!(ebx_length(5), 8);
-        assert_eq!(lookup(EventCode { select: 0x2E, umask: 0x41 }).unwrap().name, "cache-misses");
-        assert!(lookup(EventCode { select: 0x2E, umask: 0x42 }).is_none());
+        assert_eq!(
+            lookup(EventCode {
+                select: 0x2E,
+                umask: 0x41
+            })
+            .unwrap()
+            .name,
+            "cache-misses"
+        );
+        assert!(lookup(EventCode {
+            select: 0x2E,
+            umask: 0x42
+        })
+        .is_none());
     }
 
     #[test]

@@ -274,7 +274,10 @@ pub fn trapped_ranges() -> &'static [(u32, u32)] {
         (IA32_PERFEVTSEL0, GP_N),
         (IA32_FIXED_CTR0, FIXED_N),
         (IA32_PERF_CAPABILITIES, 1),
-        (IA32_FIXED_CTR_CTRL, IA32_PERF_GLOBAL_INUSE - IA32_FIXED_CTR_CTRL + 1),
+        (
+            IA32_FIXED_CTR_CTRL,
+            IA32_PERF_GLOBAL_INUSE - IA32_FIXED_CTR_CTRL + 1,
+        ),
         (IA32_A_PMC0, GP_N),
     ];
     &RANGES
@@ -306,15 +309,18 @@ mod tests {
 
     #[test]
     fn ranges_match_is_pmu_msr() {
-        let in_ranges =
-            |i: u32| trapped_ranges().iter().any(|&(f, n)| i >= f && i - f < n);
+        let in_ranges = |i: u32| trapped_ranges().iter().any(|&(f, n)| i >= f && i - f < n);
         for i in 0..0x2000u32 {
             assert_eq!(in_ranges(i), is_pmu_msr(i), "msr {i:#x}");
         }
-        assert_eq!(trapped_ranges().iter().map(|r| r.1).sum::<u32>(), 8 * 3 + 4 + 1 + 6);
+        assert_eq!(
+            trapped_ranges().iter().map(|r| r.1).sum::<u32>(),
+            8 * 3 + 4 + 1 + 6
+        );
         // Neighbours that are not PMU MSRs.
-        for i in [0xC0, 0xC9, 0x185, 0x18E, 0x308, 0x30D, 0x344, 0x346, 0x38C, 0x393, 0x4C0, 0x4C9]
-        {
+        for i in [
+            0xC0, 0xC9, 0x185, 0x18E, 0x308, 0x30D, 0x344, 0x346, 0x38C, 0x393, 0x4C0, 0x4C9,
+        ] {
             assert!(!is_pmu_msr(i), "{i:#x}");
         }
         assert!(!is_pmu_msr(u32::MAX));

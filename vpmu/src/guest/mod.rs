@@ -136,19 +136,27 @@ impl GuestPmu {
     /// A PMU in its reset state. An invalid configuration is clamped to the
     /// architectural limits (callers should [`PmuConfig::validate`] first).
     pub fn new(cfg: PmuConfig) -> Self {
+        // Version 0 (invalid) is treated as the vPMU off, as CPUID would show.
         let version = if cfg.enabled {
-            cfg.version.clamp(1, crate::config::MAX_VERSION)
+            cfg.version.min(crate::config::MAX_VERSION)
         } else {
             0
         };
-        let n_gp = cfg.effective_gp();
-        let n_fixed = cfg.effective_fixed();
+        let (n_gp, n_fixed) = if version == 0 {
+            (0, 0)
+        } else {
+            (cfg.effective_gp(), cfg.effective_fixed())
+        };
         let mut pmu = Self {
             cfg,
             version,
             n_gp,
             n_fixed,
-            perf_capabilities: cpuid::perf_capabilities(&cfg),
+            perf_capabilities: if version == 0 {
+                0
+            } else {
+                cpuid::perf_capabilities(&cfg)
+            },
             evtsel: [0; GP_N],
             pmc: [0; GP_N],
             fixed_ctrl: 0,
@@ -337,7 +345,12 @@ impl GuestPmu {
 
     /// Brings the source in line after `c`'s control state changed; `was` is
     /// its effective configuration before the change.
-    fn reconcile(&mut self, c: CounterIndex, was: Option<CounterConfig>, src: &mut dyn CountSource) {
+    fn reconcile(
+        &mut self,
+        c: CounterIndex,
+        was: Option<CounterConfig>,
+        src: &mut dyn CountSource,
+    ) {
         if was == self.effective(c) {
             return;
         }

@@ -77,7 +77,8 @@ impl CountSource for Mock {
 
     fn drain(&mut self, counter: CounterIndex) -> u64 {
         if !self.running.contains_key(&counter) {
-            self.violations.push(format!("drain of stopped {counter:?}"));
+            self.violations
+                .push(format!("drain of stopped {counter:?}"));
         }
         let n = self.pending.remove(&counter).unwrap_or(0);
         self.calls.push(Call::Drain(counter, n));
