@@ -113,9 +113,8 @@ impl Assignment {
         let before = *before;
         (0..self.counters).filter_map(move |s| {
             let now = self.owner[s as usize];
-            let was_placed = now != NIL
-                && now != before.owner[s as usize]
-                && before.owner.iter().any(|&o| o == now);
+            let was_placed =
+                now != NIL && now != before.owner[s as usize] && before.owner.contains(&now);
             was_placed.then_some((s, now))
         })
     }

@@ -122,7 +122,10 @@ impl<B: HostBackend> Context<B> {
     /// Opens a host counter for `event`; its enabled time starts at `now`.
     /// It counts once it is in a group and the group is scheduled.
     pub fn open_event(&mut self, event: HostEvent, now: u64) -> Result<EventId, CoreError> {
-        let pmu = self.pmus.get(event.pmu).ok_or(CoreError::NoPmu(event.pmu))?;
+        let pmu = self
+            .pmus
+            .get(event.pmu)
+            .ok_or(CoreError::NoPmu(event.pmu))?;
         let software = pmu.pmu.is_software();
         let handle = self.backend.open(&event)?;
         let id = self.events.insert(Event {
@@ -155,7 +158,9 @@ impl<B: HostBackend> Context<B> {
     pub fn detach_event(&mut self, id: EventId, now: u64) -> Result<(), CoreError> {
         let ev = self.events.get(id.0).ok_or(CoreError::NoEvent(id))?;
         let Some(gid) = ev.group else { return Ok(()) };
-        let Some(g) = self.groups.get(gid) else { return Ok(()) };
+        let Some(g) = self.groups.get(gid) else {
+            return Ok(());
+        };
         if g.members.len() == 1 {
             return self.remove_group(GroupId(gid), now);
         }
@@ -189,7 +194,6 @@ impl<B: HostBackend> Context<B> {
         &mut self,
         members: &[EventId],
         pinned: bool,
-        now: u64,
     ) -> Result<Vec<GroupId>, CoreError> {
         if members.is_empty() {
             return Err(CoreError::EmptyGroup);
@@ -260,8 +264,9 @@ impl<B: HostBackend> Context<B> {
                 self.pending_fill |= bit(pmu);
             }
             ids.push(GroupId(gid));
-            self.publish_rotation(pmu, now);
         }
+        // rotate_necessary is published at the schedule-in point, so adding
+        // several groups in a row wakes no timer for nothing.
         Ok(ids)
     }
 
@@ -288,18 +293,17 @@ impl<B: HostBackend> Context<B> {
             }
         }
         self.counters_freed(pmu);
-        self.publish_rotation(pmu, now);
         Ok(())
     }
 
+    /// Counters were freed on `pmu`: refill them (and publish the new
+    /// `rotate_necessary`) at the next schedule-in point.
     fn counters_freed(&mut self, pmu: usize) {
         if let Some(pc) = self.pmus.get(pmu) {
             if pc.groups_error() > 0 {
                 self.pending_resched |= bit(pmu);
             }
-            if pc.groups_waiting() > 0 {
-                self.pending_fill |= bit(pmu);
-            }
+            self.pending_fill |= bit(pmu);
         }
     }
 
@@ -358,7 +362,11 @@ impl<B: HostBackend> Context<B> {
     pub fn tick(&mut self, now: u64) -> u32 {
         let mut n = 0;
         for pmu in 0..self.pmus.len() {
-            if self.pmus[pmu].next_rotation_deadline().is_some_and(|d| d <= now) && self.rotate(pmu, now) {
+            if self.pmus[pmu]
+                .next_rotation_deadline()
+                .is_some_and(|d| d <= now)
+                && self.rotate(pmu, now)
+            {
                 n += 1;
             }
         }
@@ -377,7 +385,10 @@ impl<B: HostBackend> Context<B> {
 
     /// Earliest rotation deadline over all PMUs.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.pmus.iter().filter_map(|pc| pc.next_rotation_deadline()).min()
+        self.pmus
+            .iter()
+            .filter_map(|pc| pc.next_rotation_deadline())
+            .min()
     }
 
     /// Schedules everything out (a context switch away from the task).
@@ -405,7 +416,9 @@ impl<B: HostBackend> Context<B> {
     }
 
     fn publish_rotation(&mut self, pmu: usize, now: u64) {
-        let Some(pc) = self.pmus.get_mut(pmu) else { return };
+        let Some(pc) = self.pmus.get_mut(pmu) else {
+            return;
+        };
         if let Some(need) = pc.update_rotate_necessary(now) {
             self.flags.set_necessary(pmu, need);
             pc.pmu.rotation_needed_changed(need);

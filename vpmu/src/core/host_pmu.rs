@@ -230,12 +230,30 @@ mod tests {
     #[test]
     fn parse_overrides() {
         assert_eq!(parse_mux_interval("cpu=8"), Ok(("cpu".into(), 8)));
-        assert_eq!(parse_mux_interval(" cpu_atom = 10000"), Ok(("cpu_atom".into(), 10000)));
-        assert!(matches!(parse_mux_interval("cpu=0"), Err(MuxIntervalError::OutOfRange(0))));
-        assert!(matches!(parse_mux_interval("cpu=10001"), Err(MuxIntervalError::OutOfRange(_))));
-        assert!(matches!(parse_mux_interval("cpu"), Err(MuxIntervalError::Syntax(_))));
-        assert!(matches!(parse_mux_interval("=4"), Err(MuxIntervalError::Syntax(_))));
-        assert!(matches!(parse_mux_interval("cpu=x"), Err(MuxIntervalError::Syntax(_))));
+        assert_eq!(
+            parse_mux_interval(" cpu_atom = 10000"),
+            Ok(("cpu_atom".into(), 10000))
+        );
+        assert!(matches!(
+            parse_mux_interval("cpu=0"),
+            Err(MuxIntervalError::OutOfRange(0))
+        ));
+        assert!(matches!(
+            parse_mux_interval("cpu=10001"),
+            Err(MuxIntervalError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            parse_mux_interval("cpu"),
+            Err(MuxIntervalError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse_mux_interval("=4"),
+            Err(MuxIntervalError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse_mux_interval("cpu=x"),
+            Err(MuxIntervalError::Syntax(_))
+        ));
         let p = Profile::builtin("hybrid").unwrap();
         let pmus = HostPmu::from_profile(&p);
         HostPmu::apply_overrides(&pmus, &[("cpu_atom".into(), 2)]).unwrap();

@@ -125,7 +125,11 @@ impl<B: HostBackend> Sched<'_, B> {
     /// `group_sched_in()` with a transaction: place every hardware member
     /// (start_txn), program them all (commit_txn), or undo (cancel_txn).
     /// `Ok(false)`: does not fit now.
-    pub(crate) fn group_sched_in(&mut self, pc: &mut PmuContext, gid: u32) -> Result<bool, HostError> {
+    pub(crate) fn group_sched_in(
+        &mut self,
+        pc: &mut PmuContext,
+        gid: u32,
+    ) -> Result<bool, HostError> {
         let Some(g) = self.groups.get(gid) else {
             return Ok(false);
         };
@@ -135,7 +139,9 @@ impl<B: HostBackend> Sched<'_, B> {
         if !pc.pmu.is_software() {
             for i in 0..n {
                 let eid = self.groups.get(gid).map_or(u32::MAX, |g| g.members[i]);
-                let Some(ev) = self.events.get(eid) else { continue };
+                let Some(ev) = self.events.get(eid) else {
+                    continue;
+                };
                 if ev.software {
                     continue;
                 }
@@ -166,7 +172,9 @@ impl<B: HostBackend> Sched<'_, B> {
         // commit_txn, part 2: program the members.
         for i in 0..n {
             let eid = self.groups.get(gid).map_or(u32::MAX, |g| g.members[i]);
-            let Some(ev) = self.events.get(eid) else { continue };
+            let Some(ev) = self.events.get(eid) else {
+                continue;
+            };
             if let Err(e) = self.backend.enable(ev.handle, ev.slot, self.now) {
                 self.undo_partial(pc, gid, i, &saved);
                 return Err(e);
@@ -189,7 +197,9 @@ impl<B: HostBackend> Sched<'_, B> {
     /// A backend refused member `failed`: disable the members enabled
     /// before it and restore the placement.
     fn undo_partial(&mut self, pc: &mut PmuContext, gid: u32, failed: usize, saved: &Assignment) {
-        let Some(g) = self.groups.get(gid) else { return };
+        let Some(g) = self.groups.get(gid) else {
+            return;
+        };
         for &eid in &g.members[..failed] {
             if let Some(ev) = self.events.get(eid) {
                 let _ = self.backend.disable(ev.handle, self.now);
@@ -215,12 +225,16 @@ impl<B: HostBackend> Sched<'_, B> {
     /// `group_sched_out()`: disable, read, release counters.
     pub(crate) fn group_sched_out(&mut self, pc: &mut PmuContext, gid: u32) {
         let now = self.now;
-        let Some(g) = self.groups.get_mut(gid) else { return };
+        let Some(g) = self.groups.get_mut(gid) else {
+            return;
+        };
         if g.state == GroupState::Active {
             g.state = GroupState::Inactive;
         }
         for &eid in &g.members {
-            let Some(ev) = self.events.get_mut(eid) else { continue };
+            let Some(ev) = self.events.get_mut(eid) else {
+                continue;
+            };
             if !ev.active {
                 continue;
             }

@@ -34,8 +34,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "intel-8gp-4fixed",
         include_str!("../../../resources/pmus/intel-8gp-4fixed.toml"),
     ),
-    ("hybrid", include_str!("../../../resources/pmus/hybrid.toml")),
-    ("no-pmu", include_str!("../../../resources/pmus/no-pmu.toml")),
+    (
+        "hybrid",
+        include_str!("../../../resources/pmus/hybrid.toml"),
+    ),
+    (
+        "no-pmu",
+        include_str!("../../../resources/pmus/no-pmu.toml"),
+    ),
 ];
 
 /// Largest number of counters (general purpose + fixed) of one PMU.
@@ -276,7 +282,12 @@ impl Profile {
             let kind = match p.kind.as_str() {
                 "hardware" => PmuKind::Hardware,
                 "software" => PmuKind::Software,
-                k => return Err(bad(format!("PMU `{}`: kind `{k}` is not hardware/software", p.name))),
+                k => {
+                    return Err(bad(format!(
+                        "PMU `{}`: kind `{k}` is not hardware/software",
+                        p.name
+                    )))
+                }
             };
             let parse_event = |s: &str| {
                 s.parse::<EventName>()
@@ -291,11 +302,19 @@ impl Profile {
                 return Err(bad(format!("software PMU `{}` has counters", p.name)));
             }
             if p.gp_counters as usize + fixed.len() > MAX_COUNTERS {
-                return Err(bad(format!("PMU `{}` has more than {MAX_COUNTERS} counters", p.name)));
+                return Err(bad(format!(
+                    "PMU `{}` has more than {MAX_COUNTERS} counters",
+                    p.name
+                )));
             }
-            let interval = p.mux_interval_ms.unwrap_or(super::sysfs::DEFAULT_MUX_INTERVAL_MS);
+            let interval = p
+                .mux_interval_ms
+                .unwrap_or(super::sysfs::DEFAULT_MUX_INTERVAL_MS);
             if !(1..=10_000).contains(&interval) {
-                return Err(bad(format!("PMU `{}`: mux_interval_ms {interval} not in 1..=10000", p.name)));
+                return Err(bad(format!(
+                    "PMU `{}`: mux_interval_ms {interval} not in 1..=10000",
+                    p.name
+                )));
             }
             let mut desc = PmuDesc {
                 name: p.name.clone(),
@@ -309,7 +328,10 @@ impl Profile {
             for (event, rate) in &p.rates {
                 let e = parse_event(event)?;
                 if !rate.is_finite() || *rate < 0.0 || *rate > 1000.0 {
-                    return Err(bad(format!("PMU `{}`: rate {rate} of `{event}` not in 0..=1000", p.name)));
+                    return Err(bad(format!(
+                        "PMU `{}`: rate {rate} of `{event}` not in 0..=1000",
+                        p.name
+                    )));
                 }
                 desc.rates[e.index()] = Some(*rate);
             }
@@ -330,7 +352,10 @@ impl Profile {
             }
             for e in &desc.fixed {
                 if desc.rate(*e).is_none() {
-                    return Err(bad(format!("PMU `{}`: fixed counter event `{e}` has no rate", p.name)));
+                    return Err(bad(format!(
+                        "PMU `{}`: fixed counter event `{e}` has no rate",
+                        p.name
+                    )));
                 }
             }
             pmus.push(desc);
@@ -365,7 +390,11 @@ impl Profile {
 }
 
 fn builtin_names() -> String {
-    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    BUILTIN
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -391,18 +420,33 @@ mod tests {
 
     #[test]
     fn unknown_and_malformed() {
-        assert!(matches!(Profile::builtin("nope"), Err(ProfileError::Unknown { .. })));
+        assert!(matches!(
+            Profile::builtin("nope"),
+            Err(ProfileError::Unknown { .. })
+        ));
         assert!(matches!(
             Profile::load("sim:nope", Some(Path::new("/nonexistent"))),
             Err(ProfileError::Unknown { .. })
         ));
-        assert!(matches!(Profile::parse("name = 1", "t"), Err(ProfileError::Toml { .. })));
+        assert!(matches!(
+            Profile::parse("name = 1", "t"),
+            Err(ProfileError::Toml { .. })
+        ));
         let bad = "name='x'\n[[pmu]]\nname='cpu'\nkind='hardware'\ngp_counters=2\n[pmu.rates]\ncycles=1.0\n[pmu.constraints]\ncycles=4\n";
-        assert!(matches!(Profile::parse(bad, "t"), Err(ProfileError::Malformed { .. })));
+        assert!(matches!(
+            Profile::parse(bad, "t"),
+            Err(ProfileError::Malformed { .. })
+        ));
         let bad = "name='x'\n[[pmu]]\nname='cpu'\nkind='quantum'\n";
-        assert!(matches!(Profile::parse(bad, "t"), Err(ProfileError::Malformed { .. })));
+        assert!(matches!(
+            Profile::parse(bad, "t"),
+            Err(ProfileError::Malformed { .. })
+        ));
         let bad = "name='x'\n[[pmu]]\nname='cpu'\nkind='hardware'\ngp_counters=2\n[pmu.rates]\nflops=1.0\n";
-        assert!(matches!(Profile::parse(bad, "t"), Err(ProfileError::Malformed { .. })));
+        assert!(matches!(
+            Profile::parse(bad, "t"),
+            Err(ProfileError::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -179,7 +179,10 @@ impl SimBackend {
     pub fn verify(&self) -> Result<(), String> {
         for (i, occ) in self.occupancy.iter().enumerate() {
             if let Some(slot) = occ.iter().position(|&n| n > 1) {
-                return Err(format!("PMU {i} counter {slot} claimed {} times", occ[slot]));
+                return Err(format!(
+                    "PMU {i} counter {slot} claimed {} times",
+                    occ[slot]
+                ));
             }
         }
         for c in self.counters.iter().flatten() {
@@ -275,10 +278,16 @@ impl HostBackend for SimBackend {
         let pmu = &self.profile.pmus[pmu_idx];
         if pmu.kind == PmuKind::Hardware {
             let busy = |s: u8| {
-                s >= pmu.counters() || mask & (1 << s) == 0 || self.occupancy[pmu_idx][s as usize] != 0
+                s >= pmu.counters()
+                    || mask & (1 << s) == 0
+                    || self.occupancy[pmu_idx][s as usize] != 0
             };
             match slot {
-                None => return Err(HostError::NoCounter { pmu: pmu.name.clone() }),
+                None => {
+                    return Err(HostError::NoCounter {
+                        pmu: pmu.name.clone(),
+                    })
+                }
                 Some(s) if busy(s) => {
                     return Err(HostError::SlotUnavailable {
                         pmu: pmu.name.clone(),
