@@ -8,9 +8,17 @@ use clap::{Parser, Subcommand};
 use crate::vm::{self, Kernel, StopReason, VmConfig};
 use crate::{exit_status, guests};
 use vpmu::config::PmuConfig;
+use vpmu::core::host_pmu::{parse_mux_interval, HostPmu};
+use vpmu::core::policy::{Grouping, MuxPolicy, Scaling};
+
+use crate::pmu::host::{HostPmuChoice, HostSide};
 
 #[derive(Debug, Parser)]
-#[command(name = "vmm", version, about = "A KVM VMM with a virtual Intel architectural PMU")]
+#[command(
+    name = "vmm",
+    version,
+    about = "A KVM VMM with a virtual Intel architectural PMU"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -55,6 +63,26 @@ pub struct RunArgs {
     /// Full-width counter writes (IA32_A_PMCx, PERF_CAPABILITIES.FW_WRITE).
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub full_width_writes: OnOff,
+    /// Host side of the guest counters: `auto` (this host's best: cycles
+    /// from the vCPU thread's CPU time where there is no hardware PMU) or
+    /// `sim:PROFILE` (a simulated host PMU: resources/pmus/PROFILE.toml, or
+    /// a path to a profile file).
+    #[arg(long, default_value = "auto")]
+    pub host_pmu: String,
+    /// What the guest reads for a counter that did not run all the time:
+    /// `raw` counts or counts `scaled` by enabled/running time.
+    #[arg(long, default_value = "scaled")]
+    pub scaling: String,
+    /// `per-counter`: every guest counter is its own group; `packed`: a
+    /// vCPU's counters are packed into as few groups as fit a host PMU.
+    #[arg(long, default_value = "per-counter")]
+    pub grouping: String,
+    /// Rotation interval of one host PMU, `PMU=MS` (1..=10000); repeatable.
+    #[arg(long, value_name = "PMU=MS")]
+    pub mux_interval_ms: Vec<String>,
+    /// Write every vCPU's final counter statistics as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub stats_json: Option<PathBuf>,
 }
 
 /// A switch given as `on` or `off`.
@@ -75,7 +103,11 @@ impl RunArgs {
         let timeout = match self.timeout {
             None => None,
             Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
-            Some(t) => return Err(crate::VmError::Config(format!("--timeout must be a positive number of seconds, got {t}"))),
+            Some(t) => {
+                return Err(crate::VmError::Config(format!(
+                    "--timeout must be a positive number of seconds, got {t}"
+                )))
+            }
         };
         let kernel = match &self.kernel {
             Some(p) => Kernel::Path(p.clone()),
@@ -85,10 +117,48 @@ impl RunArgs {
             enabled: self.vpmu.on(),
             version: self.pmu_version,
             gp_counters: self.gp_counters,
-            fixed_counters: self.fixed_counters.unwrap_or(if self.pmu_version == 1 { 0 } else { 3 }),
+            fixed_counters: self.fixed_counters.unwrap_or(if self.pmu_version == 1 {
+                0
+            } else {
+                3
+            }),
             full_width_writes: self.full_width_writes.on(),
         };
-        Ok(VmConfig { kernel, vcpus: self.vcpus, mem_mib: self.memory, cmdline: self.cmdline.clone(), timeout, pmu })
+        let config = |e: String| crate::VmError::Config(e);
+        let choice = HostPmuChoice::parse(&self.host_pmu).map_err(config)?;
+        let scaling = self
+            .scaling
+            .parse::<Scaling>()
+            .map_err(|e| config(format!("--scaling: {e}")))?;
+        let grouping = self
+            .grouping
+            .parse::<Grouping>()
+            .map_err(|e| config(format!("--grouping: {e}")))?;
+        let policy = MuxPolicy {
+            scaling,
+            grouping,
+            ..MuxPolicy::default()
+        };
+        let host = HostSide::new(choice, policy);
+        let overrides = self
+            .mux_interval_ms
+            .iter()
+            .map(|a| {
+                parse_mux_interval(a).map_err(|e| config(format!("--mux-interval-ms {a}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        HostPmu::apply_overrides(&host.pmus, &overrides)
+            .map_err(|e| config(format!("--mux-interval-ms: {e}")))?;
+        Ok(VmConfig {
+            kernel,
+            vcpus: self.vcpus,
+            mem_mib: self.memory,
+            cmdline: self.cmdline.clone(),
+            timeout,
+            pmu,
+            host,
+            stats_json: self.stats_json.clone(),
+        })
     }
 }
 

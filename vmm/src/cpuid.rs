@@ -12,7 +12,13 @@ const CPUID1_ECX_PDCM: u32 = 1 << 15;
 
 /// Adjusts `cpuid` (from `KVM_GET_SUPPORTED_CPUID`) for vCPU `id` of `count`,
 /// with the architectural PMU leaf built from `pmu`.
-pub fn for_vcpu(base: &CpuId, id: u8, count: u8, pmu: &PmuConfig, unavailable: ArchEvents) -> CpuId {
+pub fn for_vcpu(
+    base: &CpuId,
+    id: u8,
+    count: u8,
+    pmu: &PmuConfig,
+    unavailable: ArchEvents,
+) -> CpuId {
     let mut cpuid = base.clone();
     let [a, b, c, d] = pmu_cpuid::leaf_0xa(pmu, unavailable);
     for e in cpuid.as_mut_slice() {
@@ -34,7 +40,14 @@ pub fn for_vcpu(base: &CpuId, id: u8, count: u8, pmu: &PmuConfig, unavailable: A
         }
     }
     if !cpuid.as_slice().iter().any(|e| e.function == 0xA) {
-        let leaf = kvm_bindings::kvm_cpuid_entry2 { function: 0xA, eax: a, ebx: b, ecx: c, edx: d, ..Default::default() };
+        let leaf = kvm_bindings::kvm_cpuid_entry2 {
+            function: 0xA,
+            eax: a,
+            ebx: b,
+            ecx: c,
+            edx: d,
+            ..Default::default()
+        };
         if cpuid.push(leaf).is_err() {
             log::warn!("CPUID table full: the guest sees no PMU leaf 0xA");
         }

@@ -58,6 +58,9 @@ pub fn kick(thread: libc::pthread_t) {
     // signal has a handler installed, so delivery cannot kill the process.
     let rc = unsafe { libc::pthread_kill(thread, kick_signal()) };
     if rc != 0 {
-        log::warn!("kicking vCPU thread failed: {}", std::io::Error::from_raw_os_error(rc));
+        log::warn!(
+            "kicking vCPU thread failed: {}",
+            std::io::Error::from_raw_os_error(rc)
+        );
     }
 }

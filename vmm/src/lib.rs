@@ -36,6 +36,8 @@ pub enum VmError {
     Memory(String),
     #[error("{0} failed: {1}")]
     Kvm(&'static str, kvm_ioctls::Error),
+    #[error("cannot write statistics to {0}: {1}")]
+    StatsFile(String, std::io::Error),
     #[error("host: {0}")]
     Host(#[from] std::io::Error),
 }
@@ -64,7 +66,7 @@ impl VmError {
             | VmError::Boot(_)
             | VmError::KvmUnavailable(_)
             | VmError::Memory(_) => exit_status::CONFIG,
-            VmError::Kvm(..) | VmError::Host(_) => exit_status::VMM_ERROR,
+            VmError::Kvm(..) | VmError::Host(_) | VmError::StatsFile(..) => exit_status::VMM_ERROR,
         }
     }
 }

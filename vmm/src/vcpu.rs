@@ -8,7 +8,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
 use crate::boot::{layout, multiboot, BootEntry, EntryMode};
 use crate::devices::{PioAction, PioBus};
-use crate::pmu::{self, VcpuPmu};
+use crate::pmu::VcpuPmu;
 use crate::vm::{StopReason, VmShared};
 use crate::{cpuid, kick, VmError};
 
@@ -41,14 +41,30 @@ impl Vcpu {
         boot: Option<BootEntry>,
         shared: Arc<VmShared>,
     ) -> Result<Self, VmError> {
-        let fd = vm.create_vcpu(u64::from(id)).map_err(|e| VmError::Kvm("KVM_CREATE_VCPU", e))?;
-        let cpuid = cpuid::for_vcpu(base_cpuid, id, count, &shared.pmu_config, pmu::unavailable_events());
-        fd.set_cpuid2(&cpuid).map_err(|e| VmError::Kvm("KVM_SET_CPUID2", e))?;
+        let fd = vm
+            .create_vcpu(u64::from(id))
+            .map_err(|e| VmError::Kvm("KVM_CREATE_VCPU", e))?;
+        let cpuid = cpuid::for_vcpu(
+            base_cpuid,
+            id,
+            count,
+            &shared.pmu_config,
+            shared.host.unavailable_events(),
+        );
+        fd.set_cpuid2(&cpuid)
+            .map_err(|e| VmError::Kvm("KVM_SET_CPUID2", e))?;
         if let Some(entry) = boot {
             set_entry_state(&fd, &entry)?;
         }
-        let tsc_khz = fd.get_tsc_khz().map_err(|e| VmError::Kvm("KVM_GET_TSC_KHZ", e))?;
-        Ok(Vcpu { id, fd, shared, tsc_khz })
+        let tsc_khz = fd
+            .get_tsc_khz()
+            .map_err(|e| VmError::Kvm("KVM_GET_TSC_KHZ", e))?;
+        Ok(Vcpu {
+            id,
+            fd,
+            shared,
+            tsc_khz,
+        })
     }
 
     pub fn id(&self) -> u8 {
@@ -58,17 +74,33 @@ impl Vcpu {
     /// The vCPU thread's body: run until the VM stops.
     pub fn run(mut self) {
         kick::set_immediate_exit_target(&mut self.fd.get_kvm_run().immediate_exit);
-        let mut pmu = VcpuPmu::new(self.shared.pmu_config, self.tsc_khz, self.id);
+        let mut pmu = VcpuPmu::new(
+            self.shared.pmu_config,
+            &self.shared.host,
+            self.tsc_khz,
+            self.id,
+        );
+        if let Some(slot) = pmu.snapshot_slot() {
+            self.shared
+                .snapshots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(slot);
+        }
         while !self.shared.stopping() {
+            pmu.before_entry();
             let stop = self.run_once(&mut pmu).or_else(|| {
                 pmu.deliver_pending_pmi(&self.fd, &self.shared.vm)
                     .err()
-                    .map(|e| StopReason::VmmError(format!("vcpu{}: delivering a PMI: {e}", self.id)))
+                    .map(|e| {
+                        StopReason::VmmError(format!("vcpu{}: delivering a PMI: {e}", self.id))
+                    })
             });
             if let Some(reason) = stop {
                 self.shared.request_stop(reason);
             }
         }
+        pmu.publish();
         log::debug!("vcpu{}: PMU exits {:?}", self.id, pmu.counts);
         kick::clear_immediate_exit_target();
     }
@@ -125,7 +157,9 @@ impl Vcpu {
                 VcpuExit::Shutdown => return Some(self.crash("triple fault")),
                 VcpuExit::InternalError => return Some(self.crash("KVM internal error")),
                 VcpuExit::FailEntry(reason, _) => {
-                    return Some(self.crash(&format!("VM entry failed (hardware reason {reason:#x})")))
+                    return Some(
+                        self.crash(&format!("VM entry failed (hardware reason {reason:#x})")),
+                    )
                 }
                 VcpuExit::SystemEvent(kind, _) => {
                     return Some(self.crash(&format!("system event {kind} (reset or shutdown)")))
@@ -149,10 +183,16 @@ impl Vcpu {
     /// Describes a crash in one line with the guest's registers.
     fn crash(&self, what: &str) -> StopReason {
         let regs = self.fd.get_regs().map(|r| {
-            format!("rip={:#x} rsp={:#x} rflags={:#x} rax={:#x} rbx={:#x}", r.rip, r.rsp, r.rflags, r.rax, r.rbx)
+            format!(
+                "rip={:#x} rsp={:#x} rflags={:#x} rax={:#x} rbx={:#x}",
+                r.rip, r.rsp, r.rflags, r.rax, r.rbx
+            )
         });
         let sregs = self.fd.get_sregs().map(|s| {
-            format!("cs={:#x} cr0={:#x} cr3={:#x} cr4={:#x} efer={:#x}", s.cs.selector, s.cr0, s.cr3, s.cr4, s.efer)
+            format!(
+                "cs={:#x} cr0={:#x} cr3={:#x} cr4={:#x} efer={:#x}",
+                s.cs.selector, s.cr0, s.cr3, s.cr4, s.efer
+            )
         });
         let regs = match (regs, sregs) {
             (Ok(r), Ok(s)) => format!("{r} {s}"),
@@ -177,10 +217,18 @@ fn log_once(what: Unhandled) {
     let first = seen.lock().map(|mut s| s.insert(what)).unwrap_or(false);
     if first {
         match what {
-            Unhandled::PortIn(p) => log::warn!("guest read unclaimed I/O port {p:#x} (reads as 0xff; logged once)"),
-            Unhandled::PortOut(p) => log::warn!("guest wrote unclaimed I/O port {p:#x} (ignored; logged once)"),
-            Unhandled::Mmio(a) => log::warn!("guest accessed unclaimed MMIO {a:#x} (reads as 0xff; logged once)"),
-            Unhandled::Msr(i) => log::warn!("guest accessed MSR {i:#x} that no handler claims (#GP; logged once)"),
+            Unhandled::PortIn(p) => {
+                log::warn!("guest read unclaimed I/O port {p:#x} (reads as 0xff; logged once)")
+            }
+            Unhandled::PortOut(p) => {
+                log::warn!("guest wrote unclaimed I/O port {p:#x} (ignored; logged once)")
+            }
+            Unhandled::Mmio(a) => {
+                log::warn!("guest accessed unclaimed MMIO {a:#x} (reads as 0xff; logged once)")
+            }
+            Unhandled::Msr(i) => {
+                log::warn!("guest accessed MSR {i:#x} that no handler claims (#GP; logged once)")
+            }
         }
     }
 }
@@ -205,7 +253,9 @@ fn segment(selector: u16, code: bool, long: bool) -> kvm_segment {
 
 /// The BSP's registers at the image's entry point.
 fn set_entry_state(fd: &VcpuFd, entry: &BootEntry) -> Result<(), VmError> {
-    let mut sregs: kvm_sregs = fd.get_sregs().map_err(|e| VmError::Kvm("KVM_GET_SREGS", e))?;
+    let mut sregs: kvm_sregs = fd
+        .get_sregs()
+        .map_err(|e| VmError::Kvm("KVM_GET_SREGS", e))?;
     let long = entry.mode == EntryMode::Long;
     let (code_sel, cr0, cr4, efer) = if long {
         (
@@ -240,7 +290,8 @@ fn set_entry_state(fd: &VcpuFd, entry: &BootEntry) -> Result<(), VmError> {
     if long {
         sregs.cr3 = layout::PML4_ADDR;
     }
-    fd.set_sregs(&sregs).map_err(|e| VmError::Kvm("KVM_SET_SREGS", e))?;
+    fd.set_sregs(&sregs)
+        .map_err(|e| VmError::Kvm("KVM_SET_SREGS", e))?;
 
     let regs = kvm_regs {
         rip: entry.entry,
@@ -249,5 +300,6 @@ fn set_entry_state(fd: &VcpuFd, entry: &BootEntry) -> Result<(), VmError> {
         rflags: 0x2,
         ..Default::default()
     };
-    fd.set_regs(&regs).map_err(|e| VmError::Kvm("KVM_SET_REGS", e))
+    fd.set_regs(&regs)
+        .map_err(|e| VmError::Kvm("KVM_SET_REGS", e))
 }

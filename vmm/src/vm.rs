@@ -19,6 +19,9 @@ use crate::devices::{fw_cfg::FwCfg, serial, PioBus};
 use crate::vcpu::Vcpu;
 use crate::{kick, pmu, VmError};
 use vpmu::config::PmuConfig;
+use vpmu::stats::{SnapshotSlot, VcpuStats};
+
+use crate::pmu::host::HostSide;
 
 /// Identity-map and TSS pages VMX needs for real-mode emulation, placed
 /// just below the 4 GiB boundary, away from RAM and the LAPIC.
@@ -46,6 +49,9 @@ pub struct VmConfig {
     pub cmdline: String,
     pub timeout: Option<Duration>,
     pub pmu: PmuConfig,
+    pub host: HostSide,
+    /// Write the final per-vCPU statistics as JSON here.
+    pub stats_json: Option<PathBuf>,
 }
 
 /// Why the VM stopped; the CLI turns it into the exit status.
@@ -67,6 +73,9 @@ pub enum StopReason {
 pub struct VmShared {
     pub vm: VmFd,
     pub pmu_config: PmuConfig,
+    pub host: HostSide,
+    /// Each vCPU's statistics slot, registered by its thread.
+    pub snapshots: Mutex<Vec<Arc<SnapshotSlot>>>,
     pub pio: PioBus,
     stopping: AtomicBool,
     reason: Mutex<Option<StopReason>>,
@@ -117,8 +126,12 @@ extern "C" fn handle_stop_signal(sig: libc::c_int, _: *mut libc::siginfo_t, _: *
 
 fn open_kvm() -> Result<Kvm, VmError> {
     Kvm::new().map_err(|e| match e.errno() {
-        libc::ENOENT | libc::ENXIO | libc::ENODEV => VmError::KvmUnavailable("/dev/kvm does not exist".into()),
-        libc::EACCES | libc::EPERM => VmError::KvmUnavailable("permission denied opening /dev/kvm".into()),
+        libc::ENOENT | libc::ENXIO | libc::ENODEV => {
+            VmError::KvmUnavailable("/dev/kvm does not exist".into())
+        }
+        libc::EACCES | libc::EPERM => {
+            VmError::KvmUnavailable("permission denied opening /dev/kvm".into())
+        }
         _ => VmError::Kvm("open /dev/kvm", e),
     })
 }
@@ -135,7 +148,10 @@ fn read_kernel(kernel: &Kernel) -> Result<std::borrow::Cow<'static, [u8]>, VmErr
 /// Validates the configuration that does not need KVM.
 pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
     if cfg.vcpus == 0 || cfg.vcpus > MAX_VCPUS {
-        return Err(VmError::Config(format!("--vcpus must be 1..={MAX_VCPUS}, got {}", cfg.vcpus)));
+        return Err(VmError::Config(format!(
+            "--vcpus must be 1..={MAX_VCPUS}, got {}",
+            cfg.vcpus
+        )));
     }
     if cfg.mem_mib < layout::MIN_MEM_MIB || cfg.mem_mib > layout::MAX_MEM_MIB {
         return Err(VmError::Config(format!(
@@ -145,7 +161,9 @@ pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
             cfg.mem_mib
         )));
     }
-    cfg.pmu.validate().map_err(|e| VmError::Config(e.to_string()))?;
+    cfg.pmu
+        .validate()
+        .map_err(|e| VmError::Config(e.to_string()))?;
     Ok(())
 }
 
@@ -154,7 +172,9 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     validate(cfg)?;
     let image = read_kernel(&cfg.kernel)?;
     let kvm = open_kvm()?;
-    let vm = kvm.create_vm().map_err(|e| VmError::Kvm("KVM_CREATE_VM", e))?;
+    let vm = kvm
+        .create_vm()
+        .map_err(|e| VmError::Kvm("KVM_CREATE_VM", e))?;
 
     let mem_size = cfg.mem_mib << 20;
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), mem_size as usize)])
@@ -163,20 +183,33 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     drop(image);
     register_memory(&vm, &mem)?;
 
-    vm.set_identity_map_address(IDENTITY_MAP_ADDR).map_err(|e| VmError::Kvm("KVM_SET_IDENTITY_MAP_ADDR", e))?;
-    vm.set_tss_address(TSS_ADDR).map_err(|e| VmError::Kvm("KVM_SET_TSS_ADDR", e))?;
-    vm.create_irq_chip().map_err(|e| VmError::Kvm("KVM_CREATE_IRQCHIP", e))?;
-    let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
-    vm.create_pit2(pit).map_err(|e| VmError::Kvm("KVM_CREATE_PIT2", e))?;
+    vm.set_identity_map_address(IDENTITY_MAP_ADDR)
+        .map_err(|e| VmError::Kvm("KVM_SET_IDENTITY_MAP_ADDR", e))?;
+    vm.set_tss_address(TSS_ADDR)
+        .map_err(|e| VmError::Kvm("KVM_SET_TSS_ADDR", e))?;
+    vm.create_irq_chip()
+        .map_err(|e| VmError::Kvm("KVM_CREATE_IRQCHIP", e))?;
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit)
+        .map_err(|e| VmError::Kvm("KVM_CREATE_PIT2", e))?;
     pmu::filter::install(&vm)?;
 
     let uart_evt = EventFd::new(EFD_NONBLOCK).map_err(VmError::Host)?;
-    vm.register_irqfd(&uart_evt, serial::IRQ).map_err(|e| VmError::Kvm("KVM_IRQFD", e))?;
+    vm.register_irqfd(&uart_evt, serial::IRQ)
+        .map_err(|e| VmError::Kvm("KVM_IRQFD", e))?;
     let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
     let shared = Arc::new(VmShared {
         vm,
         pmu_config: cfg.pmu,
-        pio: PioBus::new(serial::new(uart_evt, stdout), FwCfg::new(mem_size, u16::from(cfg.vcpus))),
+        host: cfg.host.clone(),
+        snapshots: Mutex::new(Vec::new()),
+        pio: PioBus::new(
+            serial::new(uart_evt, stdout),
+            FwCfg::new(mem_size, u16::from(cfg.vcpus)),
+        ),
         stopping: AtomicBool::new(false),
         reason: Mutex::new(None),
         stop_evt: EventFd::new(EFD_NONBLOCK).map_err(VmError::Host)?,
@@ -190,11 +223,36 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     let vcpus = (0..cfg.vcpus)
         .map(|id| {
             let boot: Option<BootEntry> = (id == 0).then_some(entry);
-            Vcpu::new(&shared.vm, id, cfg.vcpus, &base_cpuid, boot, Arc::clone(&shared))
+            Vcpu::new(
+                &shared.vm,
+                id,
+                cfg.vcpus,
+                &base_cpuid,
+                boot,
+                Arc::clone(&shared),
+            )
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    run_until_stopped(vcpus, &shared, cfg.timeout)
+    let reason = run_until_stopped(vcpus, &shared, cfg.timeout)?;
+    if let Some(path) = &cfg.stats_json {
+        write_stats(&shared, path)?;
+    }
+    Ok(reason)
+}
+
+/// The last published statistics of every vCPU that has a multiplexer.
+pub fn final_stats(shared: &VmShared) -> Vec<VcpuStats> {
+    let slots = shared.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+    let mut stats: Vec<VcpuStats> = slots.iter().filter_map(|s| s.latest()).collect();
+    stats.sort_by_key(|s| s.vcpu);
+    stats
+}
+
+fn write_stats(shared: &VmShared, path: &std::path::Path) -> Result<(), VmError> {
+    let json =
+        serde_json::to_vec_pretty(&final_stats(shared)).map_err(|e| VmError::Host(e.into()))?;
+    std::fs::write(path, json).map_err(|e| VmError::StatsFile(path.display().to_string(), e))
 }
 
 fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
@@ -220,7 +278,11 @@ fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
 
 /// Starts one thread per vCPU and waits until the guest exits, crashes, the
 /// timeout passes or a signal arrives; then kicks and joins every vCPU.
-fn run_until_stopped(vcpus: Vec<Vcpu>, shared: &Arc<VmShared>, timeout: Option<Duration>) -> Result<StopReason, VmError> {
+fn run_until_stopped(
+    vcpus: Vec<Vcpu>,
+    shared: &Arc<VmShared>,
+    timeout: Option<Duration>,
+) -> Result<StopReason, VmError> {
     let signal_evt = EventFd::new(EFD_NONBLOCK).map_err(VmError::Host)?;
     SIGNAL_EVT_FD.store(signal_evt.as_raw_fd(), Ordering::SeqCst);
     for sig in [libc::SIGINT, libc::SIGTERM] {
@@ -257,7 +319,9 @@ fn run_until_stopped(vcpus: Vec<Vcpu>, shared: &Arc<VmShared>, timeout: Option<D
             log::error!("a vCPU thread panicked");
         }
     }
-    Ok(shared.take_reason().unwrap_or(StopReason::VmmError("stopped without a reason".into())))
+    Ok(shared
+        .take_reason()
+        .unwrap_or(StopReason::VmmError("stopped without a reason".into())))
 }
 
 /// Waits on the stop eventfd and the signal eventfd, up to the deadline.
@@ -265,7 +329,12 @@ fn wait_for_stop(shared: &VmShared, signal_evt: &EventFd, deadline: Option<Insta
     loop {
         if shared.stopping() {
             // The reason stays recorded; `request_stop` keeps the first one.
-            return shared.reason.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or(StopReason::VmmError("stopped without a reason".into()));
+            return shared
+                .reason
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or(StopReason::VmmError("stopped without a reason".into()));
         }
         let timeout_ms: libc::c_int = match deadline {
             None => -1,
@@ -278,8 +347,16 @@ fn wait_for_stop(shared: &VmShared, signal_evt: &EventFd, deadline: Option<Insta
             }
         };
         let mut fds = [
-            libc::pollfd { fd: shared.stop_evt.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: signal_evt.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: shared.stop_evt.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: signal_evt.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: `fds` is a live array of two initialized pollfd structs.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
@@ -295,4 +372,3 @@ fn wait_for_stop(shared: &VmShared, signal_evt: &EventFd, deadline: Option<Insta
         }
     }
 }
-

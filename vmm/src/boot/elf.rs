@@ -204,7 +204,13 @@ pub(crate) mod tests {
 
     /// Builds a minimal ELF image with one `PT_LOAD` segment holding `payload`
     /// at guest physical `paddr`, for the loader tests.
-    pub(crate) fn build(class: ElfClass, paddr: u64, entry: u64, payload: &[u8], memsz: u64) -> Vec<u8> {
+    pub(crate) fn build(
+        class: ElfClass,
+        paddr: u64,
+        entry: u64,
+        payload: &[u8],
+        memsz: u64,
+    ) -> Vec<u8> {
         let (layout, ehsize, machine, cls) = match class {
             ElfClass::Elf32 => (&LAYOUT32, 52usize, EM_386, ELFCLASS32),
             ElfClass::Elf64 => (&LAYOUT64, 64usize, EM_X86_64, ELFCLASS64),

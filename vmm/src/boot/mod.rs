@@ -82,13 +82,28 @@ pub fn load(mem: &GuestMemoryMmap, image: &[u8], cmdline: &str) -> Result<BootEn
     let (format, mode, entry, extents) = if elf::is_elf(image) {
         let parsed = elf::parse(image)?;
         match parsed.class {
-            ElfClass::Elf64 => (ImageFormat::Elf64, EntryMode::Long, parsed.entry, elf_extents(&parsed)),
+            ElfClass::Elf64 => (
+                ImageFormat::Elf64,
+                EntryMode::Long,
+                parsed.entry,
+                elf_extents(&parsed),
+            ),
             ElfClass::Elf32 => {
                 // An ELF32 is only bootable as a multiboot kernel.
                 let header = multiboot::find_header(image)?.ok_or(BootError::UnsupportedFormat)?;
                 match header.aout_kludge {
-                    Some(k) => (ImageFormat::Multiboot, EntryMode::Protected, k.entry, kludge_extents(&k)?),
-                    None => (ImageFormat::Multiboot, EntryMode::Protected, parsed.entry, elf_extents(&parsed)),
+                    Some(k) => (
+                        ImageFormat::Multiboot,
+                        EntryMode::Protected,
+                        k.entry,
+                        kludge_extents(&k)?,
+                    ),
+                    None => (
+                        ImageFormat::Multiboot,
+                        EntryMode::Protected,
+                        parsed.entry,
+                        elf_extents(&parsed),
+                    ),
                 }
             }
         }
@@ -97,21 +112,36 @@ pub fn load(mem: &GuestMemoryMmap, image: &[u8], cmdline: &str) -> Result<BootEn
         let k = header.aout_kludge.ok_or_else(|| {
             BootError::BadMultiboot("not ELF and no a.out-kludge addresses".into())
         })?;
-        (ImageFormat::Multiboot, EntryMode::Protected, k.entry, kludge_extents(&k)?)
+        (
+            ImageFormat::Multiboot,
+            EntryMode::Protected,
+            k.entry,
+            kludge_extents(&k)?,
+        )
     };
 
     let ram_end = mem.last_addr().raw_value() + 1;
     for e in &extents {
-        let end = e.start.checked_add(e.memsz).ok_or(BootError::SegmentOutsideMemory {
-            addr: e.start,
-            end: u64::MAX,
-            ram_end,
-        })?;
+        let end = e
+            .start
+            .checked_add(e.memsz)
+            .ok_or(BootError::SegmentOutsideMemory {
+                addr: e.start,
+                end: u64::MAX,
+                ram_end,
+            })?;
         if e.start < layout::BOOT_AREA_END || end > ram_end {
-            return Err(BootError::SegmentOutsideMemory { addr: e.start, end, ram_end });
+            return Err(BootError::SegmentOutsideMemory {
+                addr: e.start,
+                end,
+                ram_end,
+            });
         }
     }
-    if !extents.iter().any(|e| entry >= e.start && entry < e.start + e.memsz) {
+    if !extents
+        .iter()
+        .any(|e| entry >= e.start && entry < e.start + e.memsz)
+    {
         return Err(BootError::EntryOutsideImage(entry));
     }
     for e in &extents {
@@ -134,14 +164,23 @@ pub fn load(mem: &GuestMemoryMmap, image: &[u8], cmdline: &str) -> Result<BootEn
         paging::write_identity_map(mem)?;
     }
     multiboot::write_info(mem, ram_end, cmdline)?;
-    Ok(BootEntry { format, mode, entry, mbi: layout::MBI_ADDR })
+    Ok(BootEntry {
+        format,
+        mode,
+        entry,
+        mbi: layout::MBI_ADDR,
+    })
 }
 
 fn elf_extents(parsed: &elf::ElfImage) -> Vec<Extent> {
     parsed
         .segments
         .iter()
-        .map(|s| Extent { start: s.paddr, file: Some((s.offset, s.filesz)), memsz: s.memsz })
+        .map(|s| Extent {
+            start: s.paddr,
+            file: Some((s.offset, s.filesz)),
+            memsz: s.memsz,
+        })
         .collect()
 }
 
@@ -201,7 +240,10 @@ mod tests {
     fn elf32_without_multiboot_header_is_rejected() {
         let mem = test_memory(4);
         let img = build(ElfClass::Elf32, 0x10_0000, 0x10_0000, &[0; 16], 16);
-        assert!(matches!(load(&mem, &img, ""), Err(BootError::UnsupportedFormat)));
+        assert!(matches!(
+            load(&mem, &img, ""),
+            Err(BootError::UnsupportedFormat)
+        ));
     }
 
     #[test]
@@ -220,25 +262,43 @@ mod tests {
     fn segments_outside_memory_are_rejected() {
         let mem = test_memory(2);
         let img = build(ElfClass::Elf64, 0x10_0000, 0x10_0000, &[1; 16], 2 << 20);
-        assert!(matches!(load(&mem, &img, ""), Err(BootError::SegmentOutsideMemory { .. })));
+        assert!(matches!(
+            load(&mem, &img, ""),
+            Err(BootError::SegmentOutsideMemory { .. })
+        ));
         let low = build(ElfClass::Elf64, 0x2000, 0x2000, &[1; 16], 16);
-        assert!(matches!(load(&mem, &low, ""), Err(BootError::SegmentOutsideMemory { .. })));
+        assert!(matches!(
+            load(&mem, &low, ""),
+            Err(BootError::SegmentOutsideMemory { .. })
+        ));
         let wrap = build(ElfClass::Elf64, u64::MAX - 4, u64::MAX - 4, &[1; 16], 16);
-        assert!(matches!(load(&mem, &wrap, ""), Err(BootError::SegmentOutsideMemory { .. })));
+        assert!(matches!(
+            load(&mem, &wrap, ""),
+            Err(BootError::SegmentOutsideMemory { .. })
+        ));
     }
 
     #[test]
     fn entry_outside_image_is_rejected() {
         let mem = test_memory(4);
         let img = build(ElfClass::Elf64, 0x10_0000, 0x20_0000, &[1; 16], 16);
-        assert!(matches!(load(&mem, &img, ""), Err(BootError::EntryOutsideImage(0x20_0000))));
+        assert!(matches!(
+            load(&mem, &img, ""),
+            Err(BootError::EntryOutsideImage(0x20_0000))
+        ));
     }
 
     #[test]
     fn empty_and_random_images_are_unsupported() {
         let mem = test_memory(4);
-        assert!(matches!(load(&mem, &[], ""), Err(BootError::UnsupportedFormat)));
-        assert!(matches!(load(&mem, &[0x5A; 9000], ""), Err(BootError::UnsupportedFormat)));
+        assert!(matches!(
+            load(&mem, &[], ""),
+            Err(BootError::UnsupportedFormat)
+        ));
+        assert!(matches!(
+            load(&mem, &[0x5A; 9000], ""),
+            Err(BootError::UnsupportedFormat)
+        ));
     }
 
     #[test]
@@ -246,6 +306,9 @@ mod tests {
         let mem = test_memory(4);
         let img = build(ElfClass::Elf64, 0x10_0000, 0x10_0000, &[1; 16], 16);
         let long = "x".repeat(layout::CMDLINE_MAX);
-        assert!(matches!(load(&mem, &img, &long), Err(BootError::CmdlineTooLong)));
+        assert!(matches!(
+            load(&mem, &img, &long),
+            Err(BootError::CmdlineTooLong)
+        ));
     }
 }

@@ -86,17 +86,27 @@ pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
 }
 
 fn parse_kludge(image: &[u8], off: usize) -> Result<AoutKludge, BootError> {
-    let field = |i: usize| u32_at(image, off + 12 + 4 * i).map(u64::from).ok_or(BootError::Truncated);
+    let field = |i: usize| {
+        u32_at(image, off + 12 + 4 * i)
+            .map(u64::from)
+            .ok_or(BootError::Truncated)
+    };
     let (header_addr, load_addr, load_end, bss_end, entry) =
         (field(0)?, field(1)?, field(2)?, field(3)?, field(4)?);
     let bad = |what: &str| BootError::BadMultiboot(what.to_string());
-    let header_delta = header_addr.checked_sub(load_addr).ok_or_else(|| bad("header_addr below load_addr"))?;
-    let file_offset = (off as u64).checked_sub(header_delta).ok_or_else(|| bad("load_addr before the file start"))?;
+    let header_delta = header_addr
+        .checked_sub(load_addr)
+        .ok_or_else(|| bad("header_addr below load_addr"))?;
+    let file_offset = (off as u64)
+        .checked_sub(header_delta)
+        .ok_or_else(|| bad("load_addr before the file start"))?;
     let file_left = image.len() as u64 - file_offset;
     let load_len = if load_end == 0 {
         file_left
     } else {
-        load_end.checked_sub(load_addr).ok_or_else(|| bad("load_end_addr below load_addr"))?
+        load_end
+            .checked_sub(load_addr)
+            .ok_or_else(|| bad("load_end_addr below load_addr"))?
     };
     if load_len > file_left {
         return Err(BootError::Truncated);
@@ -104,9 +114,18 @@ fn parse_kludge(image: &[u8], off: usize) -> Result<AoutKludge, BootError> {
     let mem_len = if bss_end == 0 {
         load_len
     } else {
-        bss_end.checked_sub(load_addr).filter(|&m| m >= load_len).ok_or_else(|| bad("bss_end_addr below load_end_addr"))?
+        bss_end
+            .checked_sub(load_addr)
+            .filter(|&m| m >= load_len)
+            .ok_or_else(|| bad("bss_end_addr below load_end_addr"))?
     };
-    Ok(AoutKludge { file_offset, load_addr, load_len, mem_len, entry })
+    Ok(AoutKludge {
+        file_offset,
+        load_addr,
+        load_len,
+        mem_len,
+        entry,
+    })
 }
 
 /// The memory map the guest sees: usable conventional memory, the reserved
@@ -114,8 +133,16 @@ fn parse_kludge(image: &[u8], off: usize) -> Result<AoutKludge, BootError> {
 pub fn memory_map(ram_end: u64) -> [(u64, u64, u32); 3] {
     [
         (0, layout::LOW_MEM_END, MMAP_AVAILABLE),
-        (layout::LOW_MEM_END, layout::HIGH_MEM_START - layout::LOW_MEM_END, MMAP_RESERVED),
-        (layout::HIGH_MEM_START, ram_end.saturating_sub(layout::HIGH_MEM_START), MMAP_AVAILABLE),
+        (
+            layout::LOW_MEM_END,
+            layout::HIGH_MEM_START - layout::LOW_MEM_END,
+            MMAP_RESERVED,
+        ),
+        (
+            layout::HIGH_MEM_START,
+            ram_end.saturating_sub(layout::HIGH_MEM_START),
+            MMAP_AVAILABLE,
+        ),
     ]
 }
 
@@ -161,7 +188,8 @@ pub(crate) mod tests {
         let mut h = [0u8; 12];
         h[..4].copy_from_slice(&HEADER_MAGIC.to_le_bytes());
         h[4..8].copy_from_slice(&flags.to_le_bytes());
-        h[8..].copy_from_slice(&(0u32.wrapping_sub(HEADER_MAGIC).wrapping_sub(flags)).to_le_bytes());
+        h[8..]
+            .copy_from_slice(&(0u32.wrapping_sub(HEADER_MAGIC).wrapping_sub(flags)).to_le_bytes());
         h
     }
 
@@ -169,7 +197,13 @@ pub(crate) mod tests {
     fn finds_a_header_only_with_a_valid_checksum() {
         let mut img = vec![0u8; 256];
         img[64..76].copy_from_slice(&header(3));
-        assert_eq!(find_header(&img).unwrap(), Some(Header { flags: 3, aout_kludge: None }));
+        assert_eq!(
+            find_header(&img).unwrap(),
+            Some(Header {
+                flags: 3,
+                aout_kludge: None
+            })
+        );
         img[72] ^= 1;
         assert_eq!(find_header(&img).unwrap(), None);
     }
@@ -197,7 +231,10 @@ pub(crate) mod tests {
             img[12 + 4 * i..16 + 4 * i].copy_from_slice(&f.to_le_bytes());
         }
         let k = find_header(&img).unwrap().unwrap().aout_kludge.unwrap();
-        assert_eq!((k.file_offset, k.load_addr, k.load_len, k.mem_len, k.entry), (0, 0x10_0000, 0x1000, 0x2000, 0x10_0040));
+        assert_eq!(
+            (k.file_offset, k.load_addr, k.load_len, k.mem_len, k.entry),
+            (0, 0x10_0000, 0x1000, 0x2000, 0x10_0040)
+        );
         // bss_end below load_end.
         img[24..28].copy_from_slice(&0x10_0800u32.to_le_bytes());
         assert!(find_header(&img).is_err());
@@ -212,15 +249,21 @@ pub(crate) mod tests {
         let mem = crate::boot::test_memory(64);
         write_info(&mem, 64 << 20, "code=3").unwrap();
         let flags: u32 = mem.read_obj(GuestAddress(layout::MBI_ADDR)).unwrap();
-        assert_eq!(flags & (INFO_MEMORY | INFO_CMDLINE | INFO_MMAP), INFO_MEMORY | INFO_CMDLINE | INFO_MMAP);
+        assert_eq!(
+            flags & (INFO_MEMORY | INFO_CMDLINE | INFO_MMAP),
+            INFO_MEMORY | INFO_CMDLINE | INFO_MMAP
+        );
         let upper: u32 = mem.read_obj(GuestAddress(layout::MBI_ADDR + 8)).unwrap();
         assert_eq!(upper, (63 << 20) / 1024);
         let mut cmd = [0u8; 7];
-        mem.read_slice(&mut cmd, GuestAddress(layout::CMDLINE_ADDR)).unwrap();
+        mem.read_slice(&mut cmd, GuestAddress(layout::CMDLINE_ADDR))
+            .unwrap();
         assert_eq!(&cmd, b"code=3\0");
         let mmap_len: u32 = mem.read_obj(GuestAddress(layout::MBI_ADDR + 44)).unwrap();
         assert_eq!(mmap_len, 3 * 24);
-        let last_len: u64 = mem.read_obj(GuestAddress(layout::MMAP_ADDR + 2 * 24 + 12)).unwrap();
+        let last_len: u64 = mem
+            .read_obj(GuestAddress(layout::MMAP_ADDR + 2 * 24 + 12))
+            .unwrap();
         assert_eq!(last_len, (64 << 20) - 0x10_0000);
     }
 }

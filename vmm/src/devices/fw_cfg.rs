@@ -25,7 +25,12 @@ pub struct FwCfg {
 
 impl FwCfg {
     pub fn new(ram_size: u64, cpus: u16) -> Self {
-        FwCfg { ram_size: ram_size.to_le_bytes(), nb_cpus: cpus.to_le_bytes(), selected: FW_CFG_SIGNATURE, offset: 0 }
+        FwCfg {
+            ram_size: ram_size.to_le_bytes(),
+            nb_cpus: cpus.to_le_bytes(),
+            selected: FW_CFG_SIGNATURE,
+            offset: 0,
+        }
     }
 
     fn item(&self, key: u16) -> &[u8] {
@@ -55,7 +60,11 @@ impl FwCfg {
     pub fn read(&mut self, port: u16, data: &mut [u8]) {
         for b in data.iter_mut() {
             *b = if port == PORT_DATA {
-                let v = self.item(self.selected).get(self.offset).copied().unwrap_or(0);
+                let v = self
+                    .item(self.selected)
+                    .get(self.offset)
+                    .copied()
+                    .unwrap_or(0);
                 self.offset = self.offset.saturating_add(1);
                 v
             } else {
@@ -84,7 +93,10 @@ mod tests {
     fn answers_signature_ram_and_cpus() {
         let mut dev = FwCfg::new(256 << 20, 4);
         assert_eq!(read_item(&mut dev, FW_CFG_SIGNATURE, 4), b"QEMU");
-        assert_eq!(read_item(&mut dev, FW_CFG_RAM_SIZE, 8), (256u64 << 20).to_le_bytes());
+        assert_eq!(
+            read_item(&mut dev, FW_CFG_RAM_SIZE, 8),
+            (256u64 << 20).to_le_bytes()
+        );
         assert_eq!(read_item(&mut dev, FW_CFG_NB_CPUS, 2), [4, 0]);
         assert_eq!(read_item(&mut dev, FW_CFG_MAX_CPUS, 2), [4, 0]);
     }

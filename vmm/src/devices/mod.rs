@@ -26,7 +26,10 @@ pub struct PioBus {
 
 impl PioBus {
     pub fn new(uart: Uart, fw_cfg: FwCfg) -> Self {
-        PioBus { uart: Mutex::new(uart), fw_cfg: Mutex::new(fw_cfg) }
+        PioBus {
+            uart: Mutex::new(uart),
+            fw_cfg: Mutex::new(fw_cfg),
+        }
     }
 
     /// Whether a device claims `port` (unclaimed ports are logged once by the
@@ -48,7 +51,10 @@ impl PioBus {
                 *b = uart.read((port - serial::PORT_BASE) as u8);
             }
         } else if port == fw_cfg::PORT_SELECTOR || port == fw_cfg::PORT_DATA {
-            self.fw_cfg.lock().unwrap_or_else(|p| p.into_inner()).read(port, data);
+            self.fw_cfg
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .read(port, data);
         } else {
             data.fill(0xFF);
         }
@@ -66,7 +72,10 @@ impl PioBus {
         } else if port == debug_exit::PORT {
             return PioAction::Exit(debug_exit::status(data));
         } else if port == fw_cfg::PORT_SELECTOR || port == fw_cfg::PORT_DATA {
-            self.fw_cfg.lock().unwrap_or_else(|p| p.into_inner()).write(port, data);
+            self.fw_cfg
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .write(port, data);
         }
         PioAction::None
     }

@@ -17,10 +17,14 @@ pub fn install(vm: &VmFd) -> Result<(), VmError> {
         args: [u64::from(KVM_MSR_EXIT_REASON_FILTER), 0, 0, 0],
         ..Default::default()
     };
-    vm.enable_cap(&cap).map_err(|e| VmError::Kvm("KVM_ENABLE_CAP(X86_USER_SPACE_MSR)", e))?;
+    vm.enable_cap(&cap)
+        .map_err(|e| VmError::Kvm("KVM_ENABLE_CAP(X86_USER_SPACE_MSR)", e))?;
     let ranges = vpmu::arch::msr::trapped_ranges();
     // A clear bit denies the access (so it exits to user space).
-    let bitmaps: Vec<Vec<u8>> = ranges.iter().map(|&(_, n)| vec![0u8; n.div_ceil(8) as usize]).collect();
+    let bitmaps: Vec<Vec<u8>> = ranges
+        .iter()
+        .map(|&(_, n)| vec![0u8; n.div_ceil(8) as usize])
+        .collect();
     let filter: Vec<MsrFilterRange> = ranges
         .iter()
         .zip(&bitmaps)

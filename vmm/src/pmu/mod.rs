@@ -1,24 +1,28 @@
 //! The vCPU side of the virtual PMU: trapped PMU MSR accesses go to the
-//! guest PMU model (`vpmu::guest`), counts come from a count source, and
+//! guest PMU model (`vpmu::guest`), counts come from a count source (the
+//! thread clock, or the multiplexer over a simulated host PMU), and
 //! overflows become PMIs through the guest's LVTPC.
 
 pub mod filter;
+pub mod host;
 pub mod pmi;
 pub mod thread_clock;
+pub mod timer;
+
+use std::sync::Arc;
 
 use kvm_ioctls::{VcpuFd, VmFd};
-use vpmu::arch::events::ArchEvents;
 use vpmu::config::PmuConfig;
+use vpmu::core::vcpu::VcpuCounters;
 use vpmu::guest::{Gp, GuestPmu};
+use vpmu::host::sim::SimBackend;
+use vpmu::source::CountSource;
+use vpmu::stats::SnapshotSlot;
 
+use host::{HostPmuChoice, HostSide};
 use pmi::PmiOutcome;
 use thread_clock::ThreadClockSource;
-
-/// Architectural events the guest is told are unavailable (CPUID.0AH:EBX):
-/// everything the count source cannot count.
-pub fn unavailable_events() -> ArchEvents {
-    ArchEvents(!thread_clock::AVAILABLE_EVENTS)
-}
+use timer::{thread_cpu_ns, VcpuTimer};
 
 /// Counts of what the vCPU's PMU did, for logs and (later) the stats API.
 #[derive(Clone, Copy, Debug, Default)]
@@ -30,25 +34,121 @@ pub struct PmuExitCounts {
     pub pmi_masked: u64,
 }
 
+/// Where a vCPU's guest counters get their counts.
+enum Source {
+    ThreadClock(ThreadClockSource),
+    /// The multiplexer over simulated host PMUs; time is vCPU run time.
+    Mux {
+        counters: Box<VcpuCounters<SimBackend>>,
+        timer: Option<VcpuTimer>,
+        /// The run-time deadline the timer is armed for.
+        armed_for: Option<u64>,
+        /// A PMU MSR was accessed since the last entry: schedule-in and
+        /// deadlines may have changed.
+        dirty: bool,
+    },
+}
+
+/// Arms `timer` for the nearest rotation or overflow deadline, if that
+/// changed (no syscall otherwise).
+fn rearm_mux(
+    counters: &mut VcpuCounters<SimBackend>,
+    timer: &Option<VcpuTimer>,
+    armed_for: &mut Option<u64>,
+    now: u64,
+) {
+    let next = [
+        counters.next_rotation_deadline(),
+        counters.next_overflow_deadline(),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    if next == *armed_for {
+        return;
+    }
+    if let Some(t) = timer {
+        t.arm(next.map_or(0, |at| at.saturating_sub(now).max(1)));
+    }
+    *armed_for = next;
+}
+
+impl Source {
+    fn as_dyn(&mut self) -> &mut dyn CountSource {
+        match self {
+            Source::ThreadClock(s) => s,
+            Source::Mux { counters, .. } => counters.as_mut(),
+        }
+    }
+}
+
 /// One vCPU's PMU: the guest-visible model and its count source. Lives on,
 /// and is used only from, the vCPU thread.
 pub struct VcpuPmu {
     guest: GuestPmu,
-    source: ThreadClockSource,
+    source: Source,
     apic_id: u8,
     pub counts: PmuExitCounts,
 }
 
 impl VcpuPmu {
-    /// Must be called on the vCPU thread (the source measures its CPU time).
-    pub fn new(cfg: PmuConfig, tsc_khz: u32, apic_id: u8) -> Self {
-        VcpuPmu { guest: GuestPmu::new(cfg), source: ThreadClockSource::new(tsc_khz), apic_id, counts: PmuExitCounts::default() }
+    /// Must be called on the vCPU thread (sources measure its CPU time and
+    /// their timers signal it).
+    pub fn new(cfg: PmuConfig, host: &HostSide, tsc_khz: u32, apic_id: u8) -> Self {
+        let source = match &host.choice {
+            HostPmuChoice::Auto => Source::ThreadClock(ThreadClockSource::new(tsc_khz)),
+            HostPmuChoice::Sim(profile) => {
+                let counters = VcpuCounters::simulated(
+                    u32::from(apic_id),
+                    profile,
+                    host.pmus.clone(),
+                    host.policy,
+                );
+                let timer = VcpuTimer::for_this_thread()
+                    .map_err(|e| {
+                        log::warn!("vcpu{apic_id}: no rotation timer, rotating at exits only: {e}")
+                    })
+                    .ok();
+                Source::Mux {
+                    counters: Box::new(counters),
+                    timer,
+                    armed_for: None,
+                    dirty: false,
+                }
+            }
+        };
+        VcpuPmu {
+            guest: GuestPmu::new(cfg),
+            source,
+            apic_id,
+            counts: PmuExitCounts::default(),
+        }
+    }
+
+    /// Where this vCPU publishes statistics snapshots (multiplexed sources).
+    pub fn snapshot_slot(&self) -> Option<Arc<SnapshotSlot>> {
+        match &self.source {
+            Source::Mux { counters, .. } => Some(counters.snapshot_slot()),
+            Source::ThreadClock(_) => None,
+        }
+    }
+
+    /// Brings the multiplexer's clock to the vCPU's run time.
+    fn advance(&mut self) {
+        if let Source::Mux {
+            counters, dirty, ..
+        } = &mut self.source
+        {
+            counters.advance(thread_cpu_ns());
+            *dirty = true;
+        }
     }
 
     /// A trapped RDMSR: the value, or `Err(Gp)` to inject #GP.
     pub fn rdmsr(&mut self, index: u32) -> Result<u64, Gp> {
         self.counts.rdmsr += 1;
-        let r = self.guest.rdmsr(index, &mut self.source);
+        self.advance();
+        let r = self.guest.rdmsr(index, self.source.as_dyn());
         self.finish_access(r.is_ok());
         r
     }
@@ -56,7 +156,8 @@ impl VcpuPmu {
     /// A trapped WRMSR: `Err(Gp)` to inject #GP.
     pub fn wrmsr(&mut self, index: u32, value: u64) -> Result<(), Gp> {
         self.counts.wrmsr += 1;
-        let r = self.guest.wrmsr(index, value, &mut self.source);
+        self.advance();
+        let r = self.guest.wrmsr(index, value, self.source.as_dyn());
         self.finish_access(r.is_ok());
         r
     }
@@ -76,12 +177,61 @@ impl VcpuPmu {
         self.guest.retire_emulated_instruction(true);
     }
 
-    /// After a kick: fold in counts so overflows are seen, and re-arm the
-    /// overflow timer for the next one.
+    /// After a kick: perform due rotations, fold in counts so overflows are
+    /// seen, and re-arm the timer for the next rotation or overflow.
     pub fn sync(&mut self) {
-        if self.source.sampling() {
-            self.guest.sync(&mut self.source);
-            self.source.rearm();
+        match &mut self.source {
+            Source::ThreadClock(s) => {
+                if s.sampling() {
+                    self.guest.sync(s);
+                    s.rearm();
+                }
+            }
+            Source::Mux {
+                counters,
+                timer,
+                armed_for,
+                ..
+            } => {
+                let now = thread_cpu_ns();
+                counters.tick(now);
+                self.guest.sync(counters.as_mut());
+                counters.publish();
+                // The timer fired (or the kick was for something else):
+                // re-arm whatever is due next.
+                *armed_for = None;
+                rearm_mux(counters, timer, armed_for, now);
+            }
+        }
+    }
+
+    /// Before VM entry, after a PMU MSR access: the multiplexer schedules in
+    /// what is pending (counters started since, freed counters refilled)
+    /// and the timer follows the new deadlines. Nothing happens, and no
+    /// syscall is made, when no PMU MSR was accessed.
+    pub fn before_entry(&mut self) {
+        if let Source::Mux {
+            counters,
+            timer,
+            armed_for,
+            dirty,
+        } = &mut self.source
+        {
+            if *dirty {
+                *dirty = false;
+                let now = counters.now();
+                counters.sched_in_pending(now);
+                rearm_mux(counters, timer, armed_for, now);
+            }
+        }
+    }
+
+    /// Publishes a final snapshot (the vCPU is stopping).
+    pub fn publish(&mut self) {
+        if let Source::Mux { counters, .. } = &mut self.source {
+            counters.advance(thread_cpu_ns());
+            self.guest.sync(counters.as_mut());
+            counters.publish();
         }
     }
 
@@ -95,7 +245,10 @@ impl VcpuPmu {
             PmiOutcome::Masked => self.counts.pmi_masked += 1,
             PmiOutcome::Unsupported(mode) => {
                 self.counts.pmi_masked += 1;
-                log::warn!("vcpu{}: LVTPC delivery mode {mode:#b} cannot carry a PMI; dropped", self.apic_id);
+                log::warn!(
+                    "vcpu{}: LVTPC delivery mode {mode:#b} cannot carry a PMI; dropped",
+                    self.apic_id
+                );
             }
         }
         Ok(())

@@ -14,12 +14,18 @@
 //! the PMI. Wall time runs at least as fast as thread CPU time, so the timer
 //! can only fire early, never late: an early wake-up re-arms for the rest.
 
-use vpmu::source::{CounterConfig, CounterIndex, CountSource, EventCode};
+use vpmu::source::{CountSource, CounterConfig, CounterIndex, EventCode};
 
-use crate::kick;
+use super::timer::{thread_cpu_ns, VcpuTimer};
 
-const CYCLES: EventCode = EventCode { select: 0x3C, umask: 0x00 };
-const REF_CYCLES: EventCode = EventCode { select: 0x3C, umask: 0x01 };
+const CYCLES: EventCode = EventCode {
+    select: 0x3C,
+    umask: 0x00,
+};
+const REF_CYCLES: EventCode = EventCode {
+    select: 0x3C,
+    umask: 0x01,
+};
 const SLOTS: usize = 12;
 const NS_PER_MS: u64 = 1_000_000;
 
@@ -47,75 +53,26 @@ struct Slot {
     until_overflow: Option<u64>,
 }
 
-/// Thread CPU time of the calling thread, in ns.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant
-    // every Linux supports, so the call cannot fail on valid arguments.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
-}
-
-/// A one-shot POSIX timer that kicks this thread.
-struct OverflowTimer {
-    id: libc::timer_t,
-}
-
-impl OverflowTimer {
-    /// Creates the timer for the calling thread (must be the vCPU thread).
-    fn for_this_thread() -> std::io::Result<Self> {
-        // SAFETY: a zeroed sigevent is a valid value of the type.
-        let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
-        sev.sigev_notify = libc::SIGEV_THREAD_ID;
-        sev.sigev_signo = kick::kick_signal();
-        // SAFETY: gettid has no preconditions.
-        sev.sigev_notify_thread_id = unsafe { libc::gettid() };
-        let mut id: libc::timer_t = std::ptr::null_mut();
-        // SAFETY: `sev` and `id` are valid for the call; the kernel writes `id`.
-        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut id) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(OverflowTimer { id })
-    }
-
-    /// Fires once after `ns` (0 disarms).
-    fn arm(&self, ns: u64) {
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as libc::c_long },
-        };
-        // SAFETY: `self.id` is a live timer created by `timer_create`.
-        if unsafe { libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut()) } != 0 {
-            log::warn!("arming the overflow timer: {}", std::io::Error::last_os_error());
-        }
-    }
-}
-
-impl Drop for OverflowTimer {
-    fn drop(&mut self) {
-        // SAFETY: `self.id` is a live timer, deleted exactly once here.
-        unsafe { libc::timer_delete(self.id) };
-    }
-}
-
 /// Counts cycles and reference cycles from the vCPU thread's CPU time.
 pub struct ThreadClockSource {
     tsc_khz: u64,
     slots: [Slot; SLOTS],
-    timer: Option<OverflowTimer>,
+    timer: Option<VcpuTimer>,
     armed: bool,
 }
 
 impl ThreadClockSource {
     /// A source for the calling (vCPU) thread, counting at `tsc_khz`.
     pub fn new(tsc_khz: u32) -> Self {
-        let timer = OverflowTimer::for_this_thread()
+        let timer = VcpuTimer::for_this_thread()
             .map_err(|e| log::warn!("no overflow timer, PMIs arrive only at exits: {e}"))
             .ok();
-        ThreadClockSource { tsc_khz: u64::from(tsc_khz.max(1)), slots: [Slot::default(); SLOTS], timer, armed: false }
+        ThreadClockSource {
+            tsc_khz: u64::from(tsc_khz.max(1)),
+            slots: [Slot::default(); SLOTS],
+            timer,
+            armed: false,
+        }
     }
 
     fn events_for(&self, ns: u64, frac: &mut u64) -> u64 {
@@ -131,7 +88,9 @@ impl ThreadClockSource {
 
     /// Whether any running counter samples (has an overflow to wait for).
     pub fn sampling(&self) -> bool {
-        self.slots.iter().any(|s| s.running && s.counts && s.until_overflow.is_some())
+        self.slots
+            .iter()
+            .any(|s| s.running && s.counts && s.until_overflow.is_some())
     }
 
     /// Arms the overflow timer for the nearest overflow, or disarms it.
@@ -206,7 +165,16 @@ mod tests {
     use super::*;
 
     fn config(event: EventCode, os: bool) -> CounterConfig {
-        CounterConfig { event, usr: true, os, edge: false, inv: false, cmask: 0, any_thread: false, overflow_after: None }
+        CounterConfig {
+            event,
+            usr: true,
+            os,
+            edge: false,
+            inv: false,
+            cmask: 0,
+            any_thread: false,
+            overflow_after: None,
+        }
     }
 
     fn burn(ms: u64) {
@@ -233,7 +201,16 @@ mod tests {
     #[test]
     fn other_events_and_user_only_counters_count_nothing() {
         let mut src = ThreadClockSource::new(3_000_000);
-        src.start(CounterIndex::Gp(1), &config(EventCode { select: 0xC0, umask: 0 }, true));
+        src.start(
+            CounterIndex::Gp(1),
+            &config(
+                EventCode {
+                    select: 0xC0,
+                    umask: 0,
+                },
+                true,
+            ),
+        );
         src.start(CounterIndex::Gp(2), &config(CYCLES, false));
         burn(5);
         assert_eq!(src.drain(CounterIndex::Gp(1)), 0);

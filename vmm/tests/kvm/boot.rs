@@ -26,7 +26,17 @@ pub const TESTS: &[(&str, KvmTest)] = &[
 /// The guest runtime's own TAP self-test (exceptions, MSR fault recovery,
 /// SMP, LAPIC, command line) passes on 4 vCPUs.
 fn runtime_selftest() -> Result<(), String> {
-    let run = run_guest("selftest.elf", &["--vcpus", "4", "--cmdline", "selftest=1 answer=0x2a", "--timeout", "60"])?;
+    let run = run_guest(
+        "selftest.elf",
+        &[
+            "--vcpus",
+            "4",
+            "--cmdline",
+            "selftest=1 answer=0x2a",
+            "--timeout",
+            "60",
+        ],
+    )?;
     run.expect_status(0)?;
     if !run.stdout.lines().any(|l| l.ends_with(" passed, 0 failed")) {
         return Err(format!("no passing summary:\n{}", run.stdout));

@@ -3,6 +3,7 @@
 
 mod boot;
 mod harness;
+mod mux;
 mod pmu;
 
 use libtest_mimic::{Arguments, Trial};
@@ -19,6 +20,7 @@ fn main() {
     let trials = boot::TESTS
         .iter()
         .chain(pmu::TESTS)
+        .chain(mux::TESTS)
         .map(|&(name, f)| {
             Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(!kvm)
         })

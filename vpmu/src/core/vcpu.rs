@@ -330,8 +330,13 @@ impl<B: HostBackend> VcpuCounters<B> {
             let info = event.and_then(|e| self.ctx.event_info(e));
             let c = &self.counters[i];
             let raw = c.closed.raw + r.count;
-            let scaled =
-                c.closed.scaled + scale(r.count, r.enabled, r.running).max(c.reported_scaled);
+            // `reported_scaled` belongs to the open host event; once it is
+            // closed its total is in `closed` already.
+            let open_scaled = match event {
+                Some(_) => scale(r.count, r.enabled, r.running).max(c.reported_scaled),
+                None => 0,
+            };
+            let scaled = c.closed.scaled + open_scaled;
             let enabled = c.closed.enabled + r.enabled;
             let running = c.closed.running + r.running;
             let unavailable = c.started && c.event.is_none();
