@@ -12,20 +12,30 @@ fn msr_access(c: &mut Criterion) {
     let mut src = NullSource;
     let mut g = c.benchmark_group("guest_msr");
     g.bench_function("wrmsr_evtsel_disabled", |b| {
-        b.iter(|| pmu.wrmsr(black_box(msr::IA32_PERFEVTSEL0 + 1), black_box(0x3C), &mut src))
+        b.iter(|| {
+            pmu.wrmsr(
+                black_box(msr::IA32_PERFEVTSEL0 + 1),
+                black_box(0x3C),
+                &mut src,
+            )
+        })
     });
     g.bench_function("rdmsr_global_status", |b| {
         b.iter(|| pmu.rdmsr(black_box(msr::IA32_PERF_GLOBAL_STATUS), &mut src))
     });
     let _ = pmu.wrmsr(msr::IA32_PERFEVTSEL0, 0x43_003C, &mut src);
-    g.bench_function("rdmsr_running_counter", |b| b.iter(|| pmu.rdmsr(black_box(msr::IA32_PMC0), &mut src)));
+    g.bench_function("rdmsr_running_counter", |b| {
+        b.iter(|| pmu.rdmsr(black_box(msr::IA32_PMC0), &mut src))
+    });
     g.bench_function("wrmsr_enable_disable_counter", |b| {
         b.iter(|| {
             let _ = pmu.wrmsr(msr::IA32_PERFEVTSEL0 + 2, black_box(0x43_003C), &mut src);
             pmu.wrmsr(msr::IA32_PERFEVTSEL0 + 2, black_box(0), &mut src)
         })
     });
-    g.bench_function("rdmsr_gp_fault", |b| b.iter(|| pmu.rdmsr(black_box(msr::IA32_PMC0 + 20), &mut src)));
+    g.bench_function("rdmsr_gp_fault", |b| {
+        b.iter(|| pmu.rdmsr(black_box(msr::IA32_PMC0 + 20), &mut src))
+    });
     g.finish();
 }
 

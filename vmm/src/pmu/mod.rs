@@ -36,7 +36,7 @@ pub struct PmuExitCounts {
 
 /// Where a vCPU's guest counters get their counts.
 enum Source {
-    ThreadClock(ThreadClockSource),
+    ThreadClock(Box<ThreadClockSource>),
     /// The multiplexer over simulated host PMUs; time is vCPU run time.
     Mux {
         counters: Box<VcpuCounters<SimBackend>>,
@@ -76,7 +76,7 @@ fn rearm_mux(
 impl Source {
     fn as_dyn(&mut self) -> &mut dyn CountSource {
         match self {
-            Source::ThreadClock(s) => s,
+            Source::ThreadClock(s) => s.as_mut(),
             Source::Mux { counters, .. } => counters.as_mut(),
         }
     }
@@ -96,7 +96,7 @@ impl VcpuPmu {
     /// their timers signal it).
     pub fn new(cfg: PmuConfig, host: &HostSide, tsc_khz: u32, apic_id: u8) -> Self {
         let source = match &host.choice {
-            HostPmuChoice::Auto => Source::ThreadClock(ThreadClockSource::new(tsc_khz)),
+            HostPmuChoice::Auto => Source::ThreadClock(Box::new(ThreadClockSource::new(tsc_khz))),
             HostPmuChoice::Sim(profile) => {
                 let counters = VcpuCounters::simulated(
                     u32::from(apic_id),
@@ -183,7 +183,7 @@ impl VcpuPmu {
         match &mut self.source {
             Source::ThreadClock(s) => {
                 if s.sampling() {
-                    self.guest.sync(s);
+                    self.guest.sync(s.as_mut());
                     s.rearm();
                 }
             }

@@ -130,28 +130,6 @@ pub fn gp<T: fmt::Debug>(name: fmt::Arguments, r: Result<T, Fault>) -> bool {
     check(name, ok, format_args!("expected #GP, got {r:x?}"))
 }
 
-/// `check` that an MSR access did not fault.
-pub fn ok<T: fmt::Debug>(name: fmt::Arguments, r: Result<T, Fault>) -> bool {
-    let ok = r.is_ok();
-    check(name, ok, format_args!("expected success, got {r:x?}"))
-}
-
-/// `check` that an access faults with #GP iff `exists` is false.
-pub fn exists<T: fmt::Debug>(name: fmt::Arguments, r: Result<T, Fault>, exists: bool) -> bool {
-    let good = match &r {
-        Ok(_) => exists,
-        Err(f) => !exists && f.is_gp(),
-    };
-    check(
-        name,
-        good,
-        format_args!(
-            "expected {}, got {r:x?}",
-            if exists { "success" } else { "#GP" }
-        ),
-    )
-}
-
 /// Print every recorded check as one TAP line (BSP, all APs idle) and clear
 /// the table.
 pub fn flush(tap: &Tap) {
