@@ -111,22 +111,16 @@ fn matrix() -> Vec<Config> {
             });
         }
     }
-    m.push(Config {
-        vpmu: false,
-        version: 4,
-        gp: 8,
-        fixed: 3,
-        full_width: true,
-        vcpus: 1,
-    });
-    m.push(Config {
-        vpmu: false,
-        version: 4,
-        gp: 8,
-        fixed: 3,
-        full_width: true,
-        vcpus: 4,
-    });
+    for vcpus in [1, 4] {
+        m.push(Config {
+            vpmu: false,
+            version: 4,
+            gp: 8,
+            fixed: 3,
+            full_width: true,
+            vcpus,
+        });
+    }
     m
 }
 

@@ -6,7 +6,8 @@ use guest_tests::{try_rdmsr, try_wrmsr};
 
 /// Every PMU MSR of the largest configuration, with a name.
 pub fn all_msrs() -> impl Iterator<Item = (u32, &'static str, u8)> {
-    let per = |base: u32, n: u32, name: &'static str| (0..n).map(move |i| (base + i, name, i as u8));
+    let per =
+        |base: u32, n: u32, name: &'static str| (0..n).map(move |i| (base + i, name, i as u8));
     per(IA32_PMC0, 8, "IA32_PMC")
         .chain(per(IA32_PERFEVTSEL0, 8, "IA32_PERFEVTSEL"))
         .chain(per(IA32_A_PMC0, 8, "IA32_A_PMC"))

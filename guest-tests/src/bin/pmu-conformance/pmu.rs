@@ -87,8 +87,8 @@ impl Config {
         };
         let pdcm = l1.ecx & CPUID_1_ECX_PDCM != 0;
         let version = r.eax as u8;
-        let fw = pdcm
-            && try_rdmsr(IA32_PERF_CAPABILITIES).is_ok_and(|v| v & PERF_CAP_FW_WRITE != 0);
+        let fw =
+            pdcm && try_rdmsr(IA32_PERF_CAPABILITIES).is_ok_and(|v| v & PERF_CAP_FW_WRITE != 0);
         Config {
             leaf1_ecx: l1.ecx,
             a: [r.eax, r.ebx, r.ecx, r.edx],
@@ -98,7 +98,11 @@ impl Config {
             gp_width: (r.eax >> 16) as u8,
             ebx_len: (r.eax >> 24) as u8,
             unavailable: r.ebx,
-            n_fixed: if version >= 2 { (r.edx & 0x1F) as u8 } else { 0 },
+            n_fixed: if version >= 2 {
+                (r.edx & 0x1F) as u8
+            } else {
+                0
+            },
             fixed_width: if version >= 2 { (r.edx >> 5) as u8 } else { 0 },
             fw,
         }
