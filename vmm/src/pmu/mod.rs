@@ -16,7 +16,7 @@ use vpmu::config::PmuConfig;
 use vpmu::core::vcpu::VcpuCounters;
 use vpmu::guest::{Gp, GuestPmu};
 use vpmu::host::sim::SimBackend;
-use vpmu::source::CountSource;
+use vpmu::source::{CountSource, CounterConfig, CounterIndex};
 use vpmu::stats::SnapshotSlot;
 
 use host::{HostPmuChoice, HostSide};
@@ -73,12 +73,23 @@ fn rearm_mux(
     *armed_for = next;
 }
 
-impl Source {
-    fn as_dyn(&mut self) -> &mut dyn CountSource {
-        match self {
-            Source::ThreadClock(s) => s.as_mut(),
-            Source::Mux { counters, .. } => counters.as_mut(),
-        }
+/// The multiplexer as the guest model's count source, its clock brought to
+/// the vCPU's run time only when the model calls it: an access that needs
+/// no host change reaches no source, and so reads no clock (a syscall).
+struct Clocked<'a>(&'a mut VcpuCounters<SimBackend>);
+
+impl CountSource for Clocked<'_> {
+    fn start(&mut self, counter: CounterIndex, config: &CounterConfig) {
+        self.0.advance(thread_cpu_ns());
+        self.0.start(counter, config);
+    }
+    fn stop(&mut self, counter: CounterIndex) {
+        self.0.advance(thread_cpu_ns());
+        self.0.stop(counter);
+    }
+    fn drain(&mut self, counter: CounterIndex) -> u64 {
+        self.0.advance(thread_cpu_ns());
+        self.0.drain(counter)
     }
 }
 
@@ -133,22 +144,25 @@ impl VcpuPmu {
         }
     }
 
-    /// Brings the multiplexer's clock to the vCPU's run time.
-    fn advance(&mut self) {
-        if let Source::Mux {
-            counters, dirty, ..
-        } = &mut self.source
-        {
-            counters.advance(thread_cpu_ns());
-            *dirty = true;
+    /// Runs one guest PMU access against the current source.
+    fn access<R>(&mut self, f: impl FnOnce(&mut GuestPmu, &mut dyn CountSource) -> R) -> R {
+        match &mut self.source {
+            Source::ThreadClock(s) => f(&mut self.guest, s.as_mut()),
+            Source::Mux {
+                counters, dirty, ..
+            } => {
+                // Schedule-in and deadlines may change: look at them before
+                // the next entry.
+                *dirty = true;
+                f(&mut self.guest, &mut Clocked(counters))
+            }
         }
     }
 
     /// A trapped RDMSR: the value, or `Err(Gp)` to inject #GP.
     pub fn rdmsr(&mut self, index: u32) -> Result<u64, Gp> {
         self.counts.rdmsr += 1;
-        self.advance();
-        let r = self.guest.rdmsr(index, self.source.as_dyn());
+        let r = self.access(|g, s| g.rdmsr(index, s));
         self.finish_access(r.is_ok());
         r
     }
@@ -156,8 +170,7 @@ impl VcpuPmu {
     /// A trapped WRMSR: `Err(Gp)` to inject #GP.
     pub fn wrmsr(&mut self, index: u32, value: u64) -> Result<(), Gp> {
         self.counts.wrmsr += 1;
-        self.advance();
-        let r = self.guest.wrmsr(index, value, self.source.as_dyn());
+        let r = self.access(|g, s| g.wrmsr(index, value, s));
         self.finish_access(r.is_ok());
         r
     }
