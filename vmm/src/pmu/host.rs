@@ -60,6 +60,13 @@ impl HostSide {
         }
     }
 
+    /// Whether instructions retired is counted: only then do the
+    /// instructions the VMM emulates count as retired (as KVM does for the
+    /// ones it emulates); an unavailable event reads zero.
+    pub fn counts_instructions(&self) -> bool {
+        !self.unavailable_events().contains(&ARCH_EVENTS[1])
+    }
+
     /// Architectural events no host PMU can count: CPUID.0AH:EBX marks them
     /// unavailable, and a guest that programs them reads zero.
     pub fn unavailable_events(&self) -> ArchEvents {

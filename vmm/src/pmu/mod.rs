@@ -99,6 +99,8 @@ pub struct VcpuPmu {
     guest: GuestPmu,
     source: Source,
     apic_id: u8,
+    /// Instructions retired is counted, so emulated instructions count too.
+    count_emulated: bool,
     pub counts: PmuExitCounts,
 }
 
@@ -132,6 +134,7 @@ impl VcpuPmu {
             guest: GuestPmu::new(cfg),
             source,
             apic_id,
+            count_emulated: host.counts_instructions(),
             counts: PmuExitCounts::default(),
         }
     }
@@ -177,9 +180,7 @@ impl VcpuPmu {
 
     fn finish_access(&mut self, ok: bool) {
         if ok {
-            // The access retired in the VMM, not in the guest: count it as
-            // KVM does for the instructions it emulates.
-            self.guest.retire_emulated_instruction(true);
+            self.retire_emulated_instruction();
         } else {
             self.counts.gp_injected += 1;
         }
@@ -187,7 +188,12 @@ impl VcpuPmu {
 
     /// Another instruction the VMM emulated (port I/O) retired.
     pub fn retire_emulated_instruction(&mut self) {
-        self.guest.retire_emulated_instruction(true);
+        // The access retired in the VMM, not in the guest: count it as KVM
+        // does for the instructions it emulates, where instructions are
+        // counted at all.
+        if self.count_emulated {
+            self.guest.retire_emulated_instruction(true);
+        }
     }
 
     /// After a kick: perform due rotations, fold in counts so overflows are

@@ -256,8 +256,27 @@ fn overflow_no_int(cfg: &Config, c: Ctr) {
     );
 }
 
-/// Instructions retired wraps from emulated RDMSRs alone.
+/// Instructions retired wraps from emulated RDMSRs alone where it is
+/// available; where it is not, the preloaded counter stays put.
 fn instructions_overflow(cfg: &Config) {
+    if !cfg.available(1) {
+        w(evtsel(0), 0);
+        w(pmc(0), 0xFFFF_FFF8); // -8
+        w(evtsel(0), INSTRUCTIONS | EN | OS);
+        global_enable(cfg, 1);
+        for _ in 0..64 {
+            let _ = try_rdmsr(evtsel(0));
+        }
+        let v = r(pmc(0));
+        w(evtsel(0), 0);
+        agg::check(
+            format_args!("unavailable instructions counter preloaded to -8 does not move"),
+            v == 0xFFFF_FFFF_FFF8,
+            format_args!("value {v:#x}"),
+        );
+        reset(cfg);
+        return;
+    }
     w(evtsel(0), 0);
     w(pmc(0), 0xFFFF_FFF8); // -8
     w(evtsel(0), INSTRUCTIONS | EN | OS);
