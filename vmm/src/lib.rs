@@ -3,6 +3,7 @@
 //! - [`cli`]: `vmm run`, argument parsing and exit statuses.
 //! - [`vm`]: the VM (memory, irqchip, PIT), vCPU threads and stopping.
 //! - [`vcpu`]: the `KVM_RUN` loop and exit dispatch.
+//! - [`view`]: what vCPU threads publish for other threads to read.
 //! - [`kick`]: getting a vCPU out of `KVM_RUN` (signal + `immediate_exit`).
 //! - [`boot`]: ELF64 and Multiboot v1 loaders and boot structures.
 //! - [`devices`]: UART, debug-exit port, fw_cfg.
@@ -18,6 +19,7 @@ pub mod guests;
 pub mod kick;
 pub mod pmu;
 pub mod vcpu;
+pub mod view;
 pub mod vm;
 
 /// Everything that can keep a VM from running. The CLI prints it as one line

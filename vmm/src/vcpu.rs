@@ -9,6 +9,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use crate::boot::{layout, multiboot, BootEntry, EntryMode};
 use crate::devices::{PioAction, PioBus};
 use crate::pmu::VcpuPmu;
+use crate::view::VcpuView;
 use crate::vm::{StopReason, VmShared};
 use crate::{cpuid, kick, VmError};
 
@@ -25,6 +26,7 @@ const EFER_LMA: u64 = 1 << 10;
 /// A vCPU ready to run on its own thread.
 pub struct Vcpu {
     id: u8,
+    view: Arc<VcpuView>,
     fd: VcpuFd,
     shared: Arc<VmShared>,
     tsc_khz: u32,
@@ -61,6 +63,7 @@ impl Vcpu {
             .map_err(|e| VmError::Kvm("KVM_GET_TSC_KHZ", e))?;
         Ok(Vcpu {
             id,
+            view: Arc::clone(&shared.vcpus[usize::from(id)]),
             fd,
             shared,
             tsc_khz,
@@ -80,13 +83,6 @@ impl Vcpu {
             self.tsc_khz,
             self.id,
         );
-        if let Some(slot) = pmu.snapshot_slot() {
-            self.shared
-                .snapshots
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(slot);
-        }
         while !self.shared.stopping() {
             pmu.before_entry();
             let stop = self.run_once(&mut pmu).or_else(|| {
@@ -99,8 +95,11 @@ impl Vcpu {
             if let Some(reason) = stop {
                 self.shared.request_stop(reason);
             }
+            if self.view.take_publish_request() {
+                pmu.publish(&self.view);
+            }
         }
-        pmu.publish();
+        pmu.publish(&self.view);
         log::debug!("vcpu{}: PMU exits {:?}", self.id, pmu.counts);
         kick::clear_immediate_exit_target();
     }

@@ -19,7 +19,9 @@ use crate::devices::{fw_cfg::FwCfg, serial, PioBus};
 use crate::vcpu::Vcpu;
 use crate::{kick, pmu, VmError};
 use vpmu::config::PmuConfig;
-use vpmu::stats::{SnapshotSlot, VcpuStats};
+use vpmu::stats::VcpuStats;
+
+use crate::view::VcpuView;
 
 use crate::pmu::host::HostSide;
 
@@ -74,8 +76,8 @@ pub struct VmShared {
     pub vm: VmFd,
     pub pmu_config: PmuConfig,
     pub host: HostSide,
-    /// Each vCPU's statistics slot, registered by its thread.
-    pub snapshots: Mutex<Vec<Arc<SnapshotSlot>>>,
+    /// What each vCPU publishes, indexed by vCPU id.
+    pub vcpus: Vec<Arc<VcpuView>>,
     pub pio: PioBus,
     stopping: AtomicBool,
     reason: Mutex<Option<StopReason>>,
@@ -205,7 +207,9 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
         vm,
         pmu_config: cfg.pmu,
         host: cfg.host.clone(),
-        snapshots: Mutex::new(Vec::new()),
+        vcpus: (0..cfg.vcpus)
+            .map(|id| Arc::new(VcpuView::new(id)))
+            .collect(),
         pio: PioBus::new(
             serial::new(uart_evt, stdout),
             FwCfg::new(mem_size, u16::from(cfg.vcpus)),
@@ -234,7 +238,7 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let reason = run_until_stopped(vcpus, &shared, cfg.timeout)?;
+    let reason = run_until_stopped(vcpus, &shared, cfg.timeout, None)?;
     if let Some(path) = &cfg.stats_json {
         write_stats(&shared, path)?;
     }
@@ -243,10 +247,7 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
 
 /// The last published statistics of every vCPU that has a multiplexer.
 pub fn final_stats(shared: &VmShared) -> Vec<VcpuStats> {
-    let slots = shared.snapshots.lock().unwrap_or_else(|p| p.into_inner());
-    let mut stats: Vec<VcpuStats> = slots.iter().filter_map(|s| s.latest()).collect();
-    stats.sort_by_key(|s| s.vcpu);
-    stats
+    shared.vcpus.iter().filter_map(|v| v.counters()).collect()
 }
 
 fn write_stats(shared: &VmShared, path: &std::path::Path) -> Result<(), VmError> {
@@ -282,6 +283,7 @@ fn run_until_stopped(
     vcpus: Vec<Vcpu>,
     shared: &Arc<VmShared>,
     timeout: Option<Duration>,
+    publish_every: Option<Duration>,
 ) -> Result<StopReason, VmError> {
     let signal_evt = EventFd::new(EFD_NONBLOCK).map_err(VmError::Host)?;
     SIGNAL_EVT_FD.store(signal_evt.as_raw_fd(), Ordering::SeqCst);
@@ -300,12 +302,25 @@ fn run_until_stopped(
         threads.push(t);
     }
 
+    use std::os::unix::thread::JoinHandleExt;
     let deadline = timeout.map(|t| Instant::now() + t);
-    let reason = wait_for_stop(shared, &signal_evt, deadline);
+    // Readers of published state get it at most `publish_every` old: ask
+    // every vCPU to publish and kick it (a vCPU may never exit on its own).
+    let publish = || {
+        for (view, t) in shared.vcpus.iter().zip(&threads) {
+            view.request_publish();
+            kick::kick(t.as_pthread_t());
+        }
+    };
+    let reason = wait_for_stop(
+        shared,
+        &signal_evt,
+        deadline,
+        publish_every.map(|p| (p, publish)),
+    );
     shared.request_stop(reason);
     SIGNAL_EVT_FD.store(-1, Ordering::SeqCst);
 
-    use std::os::unix::thread::JoinHandleExt;
     // Kick until every thread has left KVM_RUN: a kick that lands before a
     // thread installed its handler target is retried.
     while threads.iter().any(|t| !t.is_finished()) {
@@ -324,8 +339,15 @@ fn run_until_stopped(
         .unwrap_or(StopReason::VmmError("stopped without a reason".into())))
 }
 
-/// Waits on the stop eventfd and the signal eventfd, up to the deadline.
-fn wait_for_stop(shared: &VmShared, signal_evt: &EventFd, deadline: Option<Instant>) -> StopReason {
+/// Waits on the stop eventfd and the signal eventfd, up to the deadline,
+/// calling `tick.1` every `tick.0`.
+fn wait_for_stop(
+    shared: &VmShared,
+    signal_evt: &EventFd,
+    deadline: Option<Instant>,
+    mut tick: Option<(Duration, impl FnMut())>,
+) -> StopReason {
+    let mut next_tick = tick.as_ref().map(|(every, _)| Instant::now() + *every);
     loop {
         if shared.stopping() {
             // The reason stays recorded; `request_stop` keeps the first one.
@@ -336,15 +358,23 @@ fn wait_for_stop(shared: &VmShared, signal_evt: &EventFd, deadline: Option<Insta
                 .clone()
                 .unwrap_or(StopReason::VmmError("stopped without a reason".into()));
         }
-        let timeout_ms: libc::c_int = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return StopReason::Timeout;
-                }
-                left.as_millis().min(i32::MAX as u128) as libc::c_int
+        let now = Instant::now();
+        if deadline.is_some_and(|d| d <= now) {
+            return StopReason::Timeout;
+        }
+        if let (Some(at), Some((every, f))) = (next_tick, tick.as_mut()) {
+            if at <= now {
+                f();
+                next_tick = Some(now + *every);
             }
+        }
+        let wake = [deadline, next_tick].into_iter().flatten().min();
+        let timeout_ms: libc::c_int = match wake {
+            None => -1,
+            Some(w) => w
+                .saturating_duration_since(now)
+                .as_millis()
+                .clamp(1, i32::MAX as u128) as libc::c_int,
         };
         let mut fds = [
             libc::pollfd {

@@ -9,16 +9,14 @@ pub mod pmi;
 pub mod thread_clock;
 pub mod timer;
 
-use std::sync::Arc;
-
 use kvm_ioctls::{VcpuFd, VmFd};
 use vpmu::config::PmuConfig;
 use vpmu::core::vcpu::VcpuCounters;
 use vpmu::guest::{Gp, GuestPmu};
 use vpmu::host::sim::SimBackend;
 use vpmu::source::{CountSource, CounterConfig, CounterIndex};
-use vpmu::stats::SnapshotSlot;
 
+use crate::view::VcpuView;
 use host::{HostPmuChoice, HostSide};
 use pmi::PmiOutcome;
 use thread_clock::ThreadClockSource;
@@ -139,14 +137,6 @@ impl VcpuPmu {
         }
     }
 
-    /// Where this vCPU publishes statistics snapshots (multiplexed sources).
-    pub fn snapshot_slot(&self) -> Option<Arc<SnapshotSlot>> {
-        match &self.source {
-            Source::Mux { counters, .. } => Some(counters.snapshot_slot()),
-            Source::ThreadClock(_) => None,
-        }
-    }
-
     /// Runs one guest PMU access against the current source.
     fn access<R>(&mut self, f: impl FnOnce(&mut GuestPmu, &mut dyn CountSource) -> R) -> R {
         match &mut self.source {
@@ -245,13 +235,22 @@ impl VcpuPmu {
         }
     }
 
-    /// Publishes a final snapshot (the vCPU is stopping).
-    pub fn publish(&mut self) {
-        if let Source::Mux { counters, .. } = &mut self.source {
-            counters.advance(thread_cpu_ns());
-            self.guest.sync(counters.as_mut());
-            counters.publish();
-        }
+    /// Publishes the guest-visible state and, for multiplexed sources, the
+    /// counter statistics as of now (allocates: called off the MSR path, at
+    /// the main thread's request or when the vCPU stops).
+    pub fn publish(&mut self, view: &VcpuView) {
+        let counters = match &mut self.source {
+            Source::Mux { counters, .. } => {
+                counters.advance(thread_cpu_ns());
+                self.guest.sync(counters.as_mut());
+                Some(counters.snapshot())
+            }
+            Source::ThreadClock(s) => {
+                self.guest.sync(s.as_mut());
+                None
+            }
+        };
+        view.publish(self.guest.snapshot(), counters);
     }
 
     /// Delivers a pending PMI, if any, before the vCPU re-enters the guest.
