@@ -2,6 +2,7 @@
 //!
 //! - [`cli`]: `vmm run`, argument parsing and exit statuses.
 //! - [`vm`]: the VM (memory, irqchip, PIT), vCPU threads and stopping.
+//! - [`event_loop`]: the main thread's event loop (event-manager).
 //! - [`vcpu`]: the `KVM_RUN` loop and exit dispatch.
 //! - [`view`]: what vCPU threads publish for other threads to read.
 //! - [`kick`]: getting a vCPU out of `KVM_RUN` (signal + `immediate_exit`).
@@ -15,6 +16,7 @@ pub mod boot;
 pub mod cli;
 pub mod cpuid;
 pub mod devices;
+pub mod event_loop;
 pub mod guests;
 pub mod kick;
 pub mod pmu;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VmFd};
@@ -17,7 +17,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::boot::{self, layout, BootEntry};
 use crate::devices::{fw_cfg::FwCfg, serial, PioBus};
 use crate::vcpu::Vcpu;
-use crate::{kick, pmu, VmError};
+use crate::{event_loop, kick, pmu, VmError};
 use vpmu::config::PmuConfig;
 use vpmu::stats::VcpuStats;
 
@@ -103,6 +103,20 @@ impl VmShared {
     /// Whether vCPUs should leave their run loops.
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The eventfd written when a stop is requested.
+    pub fn stop_evt(&self) -> &EventFd {
+        &self.stop_evt
+    }
+
+    /// The recorded stop reason (the first one requested).
+    pub fn stop_reason(&self) -> StopReason {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or(StopReason::VmmError("stopped without a reason".into()))
     }
 
     fn take_reason(&self) -> Option<StopReason> {
@@ -303,7 +317,6 @@ fn run_until_stopped(
     }
 
     use std::os::unix::thread::JoinHandleExt;
-    let deadline = timeout.map(|t| Instant::now() + t);
     // Readers of published state get it at most `publish_every` old: ask
     // every vCPU to publish and kick it (a vCPU may never exit on its own).
     let publish = || {
@@ -312,11 +325,13 @@ fn run_until_stopped(
             kick::kick(t.as_pthread_t());
         }
     };
-    let reason = wait_for_stop(
+    let tick: Box<dyn FnMut() + '_> = Box::new(publish);
+    let reason = event_loop::wait_for_stop(
         shared,
         &signal_evt,
-        deadline,
-        publish_every.map(|p| (p, publish)),
+        || STOP_SIGNAL.swap(0, Ordering::SeqCst),
+        timeout,
+        publish_every.map(|p| (p, tick)),
     );
     shared.request_stop(reason);
     SIGNAL_EVT_FD.store(-1, Ordering::SeqCst);
@@ -337,68 +352,4 @@ fn run_until_stopped(
     Ok(shared
         .take_reason()
         .unwrap_or(StopReason::VmmError("stopped without a reason".into())))
-}
-
-/// Waits on the stop eventfd and the signal eventfd, up to the deadline,
-/// calling `tick.1` every `tick.0`.
-fn wait_for_stop(
-    shared: &VmShared,
-    signal_evt: &EventFd,
-    deadline: Option<Instant>,
-    mut tick: Option<(Duration, impl FnMut())>,
-) -> StopReason {
-    let mut next_tick = tick.as_ref().map(|(every, _)| Instant::now() + *every);
-    loop {
-        if shared.stopping() {
-            // The reason stays recorded; `request_stop` keeps the first one.
-            return shared
-                .reason
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .unwrap_or(StopReason::VmmError("stopped without a reason".into()));
-        }
-        let now = Instant::now();
-        if deadline.is_some_and(|d| d <= now) {
-            return StopReason::Timeout;
-        }
-        if let (Some(at), Some((every, f))) = (next_tick, tick.as_mut()) {
-            if at <= now {
-                f();
-                next_tick = Some(now + *every);
-            }
-        }
-        let wake = [deadline, next_tick].into_iter().flatten().min();
-        let timeout_ms: libc::c_int = match wake {
-            None => -1,
-            Some(w) => w
-                .saturating_duration_since(now)
-                .as_millis()
-                .clamp(1, i32::MAX as u128) as libc::c_int,
-        };
-        let mut fds = [
-            libc::pollfd {
-                fd: shared.stop_evt.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: signal_evt.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: `fds` is a live array of two initialized pollfd structs.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        if rc < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return StopReason::VmmError(format!("poll: {e}"));
-            }
-        }
-        let sig = STOP_SIGNAL.swap(0, Ordering::SeqCst);
-        if sig != 0 {
-            return StopReason::Signal(sig);
-        }
-    }
 }

@@ -1,0 +1,252 @@
+//! The JSON bodies of the statistics API (documented in
+//! `resources/openapi.yaml`). Where the vPMU crate already has a serde type
+//! (guest PMU state, counter statistics), it is used as is.
+
+use serde::{Deserialize, Serialize};
+
+use vpmu::core::history::{counters_of, HistoryEntry};
+use vpmu::core::HostPmu;
+use vpmu::guest::GuestPmuState;
+use vpmu::host::profile::PmuKind;
+use vpmu::source::CounterIndex;
+use vpmu::stats::{CapacityStats, PmuKindStat, VcpuStats};
+
+/// `GET /v1/vm`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VmInfo {
+    pub config: VmConfigInfo,
+    /// `running` or `stopping`.
+    pub state: String,
+    pub uptime_ms: u64,
+}
+
+/// What `vmm run` was configured with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VmConfigInfo {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub vpmu: VpmuConfigInfo,
+    /// `--host-pmu` as given: `auto` or `sim:PROFILE`.
+    pub host_pmu: String,
+    /// `raw` or `scaled`.
+    pub scaling: String,
+    /// `per-counter` or `packed`.
+    pub grouping: String,
+}
+
+/// The guest-visible PMU configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VpmuConfigInfo {
+    pub enabled: bool,
+    pub version: u8,
+    pub gp_counters: u8,
+    pub fixed_counters: u8,
+    pub full_width_writes: bool,
+}
+
+impl VpmuConfigInfo {
+    pub fn of(cfg: &vpmu::config::PmuConfig) -> Self {
+        VpmuConfigInfo {
+            enabled: cfg.enabled,
+            version: cfg.version,
+            gp_counters: cfg.gp_counters,
+            fixed_counters: cfg.fixed_counters,
+            full_width_writes: cfg.full_width_writes,
+        }
+    }
+}
+
+/// `GET /v1/vcpus/{id}/pmu`, and each element of `GET /v1/vcpus`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VcpuPmu {
+    pub id: u32,
+    /// Guest-visible PMU state as last published (`null` before the first
+    /// publication).
+    pub guest: Option<GuestPmuState>,
+    /// Counter statistics of the multiplexer (`null` for host sides that do
+    /// not multiplex, e.g. the thread clock of `--host-pmu auto`).
+    pub stats: Option<VcpuStats>,
+}
+
+/// `GET /v1/vcpus`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VcpuList {
+    pub vcpus: Vec<VcpuPmu>,
+}
+
+/// One host PMU: `GET /v1/host-pmus/{name}` and the elements of
+/// `GET /v1/host-pmus`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostPmuInfo {
+    pub name: String,
+    pub kind: PmuKindStat,
+    pub capacity: CapacityStats,
+    pub mux_interval_ms: u64,
+    /// Rotations by all vCPU contexts.
+    pub rotations: u64,
+    /// Rotation-timer expiries.
+    pub timer_fires: u64,
+    /// vCPU contexts that currently need rotation on this PMU.
+    pub rotating_contexts: u64,
+    /// Groups holding counters, summed over vCPUs (as last published).
+    pub groups_active: u64,
+    /// Flexible groups waiting for counters, summed over vCPUs.
+    pub groups_waiting: u64,
+    /// Pinned groups in error, summed over vCPUs.
+    pub groups_error: u64,
+}
+
+impl HostPmuInfo {
+    /// A host PMU's live numbers plus the group counts of the vCPUs'
+    /// latest published statistics.
+    pub fn of(pmu: &HostPmu, vcpus: &[VcpuStats]) -> Self {
+        let cap = pmu.capacity();
+        let kind = if pmu.is_software() || pmu.kind() == PmuKind::Software {
+            PmuKindStat::Software
+        } else if pmu.is_simulated() {
+            PmuKindStat::Simulated
+        } else {
+            PmuKindStat::Hardware
+        };
+        let mut info = HostPmuInfo {
+            name: pmu.name().to_string(),
+            kind,
+            capacity: CapacityStats {
+                gp: cap.gp,
+                fixed: cap.fixed,
+                unbounded: cap.unbounded,
+            },
+            mux_interval_ms: pmu.interval_ms(),
+            rotations: pmu.rotations(),
+            timer_fires: pmu.timer_fires(),
+            rotating_contexts: pmu.rotating_contexts() as u64,
+            groups_active: 0,
+            groups_waiting: 0,
+            groups_error: 0,
+        };
+        for p in vcpus.iter().flat_map(|v| &v.pmus).filter(|p| p.name == info.name) {
+            info.groups_active += p.groups_active as u64;
+            info.groups_waiting += p.groups_waiting as u64;
+            info.groups_error += p.groups_error as u64;
+        }
+        info
+    }
+}
+
+/// `GET /v1/host-pmus`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostPmuList {
+    pub host_pmus: Vec<HostPmuInfo>,
+}
+
+/// `PUT /v1/host-pmus/{name}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostPmuUpdate {
+    pub mux_interval_ms: u64,
+}
+
+/// `GET /v1/host-pmus/{name}/timeline`: the PMU's rotation history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub host_pmu: String,
+    pub mux_interval_ms: u64,
+    /// Points recorded since start (older ones were overwritten).
+    pub recorded: u64,
+    /// Oldest first.
+    pub entries: Vec<TimelineEntry>,
+}
+
+/// One schedule-in, rotation or schedule-out of one vCPU on the PMU.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub seq: u64,
+    pub vcpu: u32,
+    /// vCPU run time, ns (each vCPU has its own clock).
+    pub run_time_ns: u64,
+    /// `sched-in`, `rotation` or `sched-out`.
+    pub kind: String,
+    /// Guest counters holding counters of this PMU from this point on.
+    pub active: Vec<CounterIndex>,
+}
+
+impl TimelineEntry {
+    pub fn of(e: &HistoryEntry) -> Self {
+        TimelineEntry {
+            seq: e.seq,
+            vcpu: e.vcpu,
+            run_time_ns: e.run_time_ns,
+            kind: e.kind.as_str().to_string(),
+            active: counters_of(e.active).collect(),
+        }
+    }
+}
+
+impl Timeline {
+    pub fn of(pmu: &HostPmu) -> Self {
+        let h = pmu.history();
+        Timeline {
+            host_pmu: pmu.name().to_string(),
+            mux_interval_ms: pmu.interval_ms(),
+            recorded: h.recorded(),
+            entries: h.snapshot().iter().map(TimelineEntry::of).collect(),
+        }
+    }
+}
+
+/// `GET /v1/exits`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Exits {
+    /// Per trapped MSR, all vCPUs together; MSRs never accessed included.
+    pub msrs: Vec<MsrExits>,
+    pub rdmsr: u64,
+    pub wrmsr: u64,
+    /// Accesses answered with #GP.
+    pub gp_injected: u64,
+    /// PMIs delivered to the guest (NMI or fixed vector).
+    pub pmis_injected: u64,
+    /// PMIs dropped: LVTPC masked or an unsupported delivery mode.
+    pub pmis_masked: u64,
+    /// Handling time of PMU exits (from the exit to the answer).
+    pub handling_ns: Distribution,
+    pub vcpus: Vec<VcpuExits>,
+}
+
+/// Accesses of one MSR.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MsrExits {
+    pub msr: u32,
+    /// SDM name, e.g. `IA32_PERFEVTSEL0`.
+    pub name: String,
+    pub rdmsr: u64,
+    pub wrmsr: u64,
+}
+
+/// Exits of one vCPU.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VcpuExits {
+    pub vcpu: u32,
+    pub rdmsr: u64,
+    pub wrmsr: u64,
+    pub gp_injected: u64,
+    pub pmis_injected: u64,
+    pub pmis_masked: u64,
+    pub handling_ns: Distribution,
+}
+
+/// A latency distribution in ns; percentiles are upper bounds of
+/// histogram buckets (within 1/8 of the value), never above `max`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+    pub mean: u64,
+}
+
+/// The body of every error response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
