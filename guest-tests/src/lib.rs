@@ -23,6 +23,7 @@ pub mod pic;
 pub mod print;
 pub mod serial;
 pub mod smp;
+pub mod syms;
 pub mod sync;
 pub mod tap;
 

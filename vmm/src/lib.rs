@@ -12,6 +12,7 @@
 //! - [`pmu`]: the vCPU side of the virtual PMU: MSR filter, count source,
 //!   PMI delivery.
 
+pub mod api;
 pub mod boot;
 pub mod cli;
 pub mod cpuid;
@@ -20,6 +21,7 @@ pub mod event_loop;
 pub mod guests;
 pub mod kick;
 pub mod pmu;
+pub mod stats_cmd;
 pub mod vcpu;
 pub mod view;
 pub mod vm;

@@ -55,6 +55,7 @@ impl Vcpu {
         );
         fd.set_cpuid2(&cpuid)
             .map_err(|e| VmError::Kvm("KVM_SET_CPUID2", e))?;
+        set_boot_msrs(&fd)?;
         if let Some(entry) = boot {
             set_entry_state(&fd, &entry)?;
         }
@@ -248,6 +249,28 @@ fn segment(selector: u16, code: bool, long: bool) -> kvm_segment {
         unusable: 0,
         padding: 0,
     }
+}
+
+/// `IA32_MTRR_DEF_TYPE`: enable MTRRs (bit 11), default type write-back (6).
+/// At reset the default type is uncacheable; without firmware to set it, a
+/// guest that never programs MTRRs would run from uncached memory wherever
+/// KVM honours guest MTRRs (as Firecracker and Cloud Hypervisor also do).
+const MSR_MTRR_DEF_TYPE: u32 = 0x2FF;
+const MTRR_ENABLE_WB: u64 = (1 << 11) | 6;
+
+/// MSRs every vCPU starts with, as firmware would leave them.
+fn set_boot_msrs(fd: &VcpuFd) -> Result<(), VmError> {
+    let msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
+        index: MSR_MTRR_DEF_TYPE,
+        data: MTRR_ENABLE_WB,
+        ..Default::default()
+    }])
+    .map_err(|e| VmError::Config(format!("MSR list: {e:?}")))?;
+    let written = fd.set_msrs(&msrs).map_err(|e| VmError::Kvm("KVM_SET_MSRS", e))?;
+    if written != 1 {
+        log::warn!("KVM did not take IA32_MTRR_DEF_TYPE: the guest may run from uncached memory");
+    }
+    Ok(())
 }
 
 /// The BSP's registers at the image's entry point.

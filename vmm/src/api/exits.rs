@@ -156,15 +156,16 @@ impl ExitRecorder {
 
     /// This vCPU's numbers.
     pub fn read(&self) -> VcpuExits {
-        let (rd, wr) = self.msr.iter().chain(std::iter::once(&self.other)).fold(
-            (0u64, 0u64),
-            |(r, w), c| {
-                (
-                    r + c[0].load(Ordering::Relaxed),
-                    w + c[1].load(Ordering::Relaxed),
-                )
-            },
-        );
+        let (rd, wr) =
+            self.msr
+                .iter()
+                .chain(std::iter::once(&self.other))
+                .fold((0u64, 0u64), |(r, w), c| {
+                    (
+                        r + c[0].load(Ordering::Relaxed),
+                        w + c[1].load(Ordering::Relaxed),
+                    )
+                });
         VcpuExits {
             vcpu: self.vcpu,
             rdmsr: rd,
@@ -277,12 +278,15 @@ mod tests {
         let e = exits_of([&r]);
         assert_eq!(e.msrs.len(), 35);
         let sel0 = e.msrs.iter().find(|m| m.msr == 0x186).unwrap();
-        assert_eq!((sel0.name.as_str(), sel0.rdmsr, sel0.wrmsr), ("IA32_PERFEVTSEL0", 0, 100));
+        assert_eq!(
+            (sel0.name.as_str(), sel0.rdmsr, sel0.wrmsr),
+            ("IA32_PERFEVTSEL0", 0, 100)
+        );
         assert_eq!((e.rdmsr, e.wrmsr, e.gp_injected), (2, 100, 1));
         assert_eq!((e.pmis_injected, e.pmis_masked), (1, 1));
         let d = e.handling_ns;
         assert_eq!((d.count, d.max), (102, 50_000));
-        assert!((1000..=1150).contains(&d.p50), "{d:?}");
+        assert!((1050..=1050 + 1050 / 8).contains(&d.p50), "{d:?}");
         assert!((2000..=2300).contains(&d.p99), "{d:?}");
     }
 }

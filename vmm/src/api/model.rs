@@ -124,7 +124,11 @@ impl HostPmuInfo {
             groups_waiting: 0,
             groups_error: 0,
         };
-        for p in vcpus.iter().flat_map(|v| &v.pmus).filter(|p| p.name == info.name) {
+        for p in vcpus
+            .iter()
+            .flat_map(|v| &v.pmus)
+            .filter(|p| p.name == info.name)
+        {
             info.groups_active += p.groups_active as u64;
             info.groups_waiting += p.groups_waiting as u64;
             info.groups_error += p.groups_error as u64;

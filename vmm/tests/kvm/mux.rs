@@ -31,7 +31,8 @@ fn eight_on_four() -> Result<(), String> {
             "--stats-json",
             &json_arg,
             "--cmdline",
-            "gp=8",
+            // Long enough for 100+ rotations even on a loaded host.
+            "gp=8 ticks=4000000000",
             "--timeout",
             "60",
         ],

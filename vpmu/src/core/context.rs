@@ -18,6 +18,7 @@ use super::assign::Assignment;
 use super::group::{
     Event, EventId, EventInfo, EventReading, Group, GroupId, GroupState, MAX_GROUP_EVENTS,
 };
+use super::history::HistoryKind;
 use super::host_pmu::HostPmu;
 use super::pmu_context::{PmuContext, Sched};
 use super::rotation::RotationFlags;
@@ -57,6 +58,8 @@ pub struct Context<B> {
     /// Bit per PMU: full reschedule (pinned group added or in ERROR).
     pending_resched: u64,
     next_serial: u64,
+    /// vCPU named in the rotation history.
+    vcpu: u32,
 }
 
 fn bit(pmu: usize) -> u64 {
@@ -80,6 +83,7 @@ impl<B: HostBackend> Context<B> {
             pending_fill: 0,
             pending_resched: 0,
             next_serial: 0,
+            vcpu: 0,
         }
     }
 
@@ -99,6 +103,42 @@ impl<B: HostBackend> Context<B> {
     pub fn pmu_context(&self, pmu: usize) -> Option<&PmuContext> {
         self.pmus.get(pmu)
     }
+    /// The vCPU this context's rotation-history records name.
+    pub fn set_history_vcpu(&mut self, vcpu: u32) {
+        self.vcpu = vcpu;
+    }
+
+    /// Names the guest counter `id` counts for in the rotation history
+    /// ([`super::history::counter_bit`]).
+    pub fn set_event_tag(&mut self, id: EventId, bit: u8) {
+        if let Some(ev) = self.events.get_mut(id.0) {
+            ev.tag = (bit < 64).then_some(bit);
+        }
+    }
+
+    /// Records who holds `pmu`'s counters in its history, if that changed
+    /// since the last record or `kind` is a rotation. No allocation.
+    fn record_history(&mut self, pmu: usize, now: u64, kind: HistoryKind) {
+        let Some(pc) = self.pmus.get_mut(pmu) else {
+            return;
+        };
+        let mut mask = 0u64;
+        for &gid in pc.pinned_active.iter().chain(pc.flexible_active.iter()) {
+            if let Some(g) = self.groups.get(gid) {
+                for &e in &g.members {
+                    if let Some(bit) = self.events.get(e).and_then(|ev| ev.tag) {
+                        mask |= 1 << bit;
+                    }
+                }
+            }
+        }
+        if mask == pc.history_mask && kind != HistoryKind::Rotation {
+            return;
+        }
+        pc.history_mask = mask;
+        pc.pmu.history().record(self.vcpu, now, kind, mask);
+    }
+
     /// Bound on groups visited by one flexible schedule-in of every PMU.
     pub fn set_scan_limit(&mut self, limit: usize) {
         for pc in &mut self.pmus {
@@ -137,6 +177,7 @@ impl<B: HostBackend> Context<B> {
             active: false,
             times: EventTimes::enabled_at(now),
             count: 0,
+            tag: None,
         });
         Ok(EventId(id))
     }
@@ -338,9 +379,12 @@ impl<B: HostBackend> Context<B> {
                 } else if fill & b != 0 {
                     s.sched_in_flexible(pc);
                 }
+                let mut kind = HistoryKind::SchedIn;
                 if requested & b != 0 && s.rotate(pc) {
                     rotated += 1;
+                    kind = HistoryKind::Rotation;
                 }
+                self.record_history(pmu, now, kind);
             }
             self.publish_rotation(pmu, now);
         }
@@ -353,6 +397,9 @@ impl<B: HostBackend> Context<B> {
             return false;
         };
         let done = s.rotate(pc);
+        if done {
+            self.record_history(pmu, now, HistoryKind::Rotation);
+        }
         self.publish_rotation(pmu, now);
         done
     }
@@ -399,6 +446,7 @@ impl<B: HostBackend> Context<B> {
                 pc.flexible_active.clear();
                 s.sched_out_pinned(pc);
             }
+            self.record_history(pmu, now, HistoryKind::SchedOut);
         }
     }
 
@@ -409,6 +457,7 @@ impl<B: HostBackend> Context<B> {
                 s.sched_in_pinned(pc);
                 s.sched_in_flexible(pc);
             }
+            self.record_history(pmu, now, HistoryKind::SchedIn);
             self.publish_rotation(pmu, now);
         }
         self.pending_fill = 0;

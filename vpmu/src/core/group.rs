@@ -68,6 +68,9 @@ pub(crate) struct Event {
     pub(crate) times: EventTimes,
     /// Count as of the last read (exact while inactive).
     pub(crate) count: u64,
+    /// Bit of the guest counter it counts for, in the rotation history
+    /// ([`super::history::counter_bit`]); `None`: not recorded.
+    pub(crate) tag: Option<u8>,
 }
 
 /// Count and times of an event.

@@ -14,6 +14,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::history::RotationHistory;
 use crate::host::profile::{PmuDesc, PmuKind, Profile};
 
 /// Allowed rotation intervals, ms.
@@ -78,6 +79,7 @@ pub struct HostPmu {
     timer_fires: AtomicU64,
     rotating_contexts: AtomicUsize,
     waker: Mutex<Option<Waker>>,
+    history: RotationHistory,
 }
 
 impl std::fmt::Debug for HostPmu {
@@ -111,6 +113,7 @@ impl HostPmu {
             timer_fires: AtomicU64::new(0),
             rotating_contexts: AtomicUsize::new(0),
             waker: Mutex::new(None),
+            history: RotationHistory::default(),
         }
     }
 
@@ -171,6 +174,11 @@ impl HostPmu {
         }
         self.interval_ns.store(ms * 1_000_000, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Who held this PMU's counters at the last schedule-ins and rotations.
+    pub fn history(&self) -> &RotationHistory {
+        &self.history
     }
 
     /// Rotations performed on this PMU by all contexts.

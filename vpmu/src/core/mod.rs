@@ -25,6 +25,7 @@
 pub mod assign;
 pub mod context;
 pub mod group;
+pub mod history;
 pub mod host_pmu;
 mod list;
 pub mod pmu_context;

@@ -44,6 +44,8 @@ pub struct PmuContext {
     pub(crate) rotation_base: u64,
     pub(crate) rotations: u64,
     pub(crate) scan_limit: usize,
+    /// Guest counters active at the last history record.
+    pub(crate) history_mask: u64,
 }
 
 /// Everything a scheduling step touches besides the pmu_context.
@@ -68,6 +70,7 @@ impl PmuContext {
             rotation_base: 0,
             rotations: 0,
             scan_limit: DEFAULT_SCAN_LIMIT,
+            history_mask: 0,
         }
     }
 

@@ -126,9 +126,11 @@ impl<B: HostBackend> VcpuCounters<B> {
         backend: B,
         policy: MuxPolicy,
     ) -> Self {
+        let mut ctx = Context::new(pmus, backend);
+        ctx.set_history_vcpu(vcpu);
         VcpuCounters {
             vcpu,
-            ctx: Context::new(pmus, backend),
+            ctx,
             table,
             policy,
             counters: Vec::with_capacity(16),
@@ -475,6 +477,8 @@ impl<B: HostBackend> CountSource for VcpuCounters<B> {
                 };
                 match self.ctx.open_event(host, self.now) {
                     Ok(e) => {
+                        self.ctx
+                            .set_event_tag(e, super::history::counter_bit(counter));
                         self.regroup |= bit(m.pmu);
                         Some(e)
                     }

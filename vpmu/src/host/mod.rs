@@ -20,6 +20,7 @@
 
 pub mod event;
 pub mod noop;
+pub mod perf;
 pub mod profile;
 pub mod sim;
 pub mod sysfs;
@@ -77,6 +78,13 @@ pub trait HostBackend {
     fn reassign(&mut self, _h: HostHandle, _slot: u8) {}
     /// Count and times since open, as of `now`.
     fn read(&mut self, h: HostHandle, now: u64) -> Result<HostReading, HostError>;
+    /// The guest counter behind `h` overflows after `after` more events
+    /// (`None`: it does not sample). A backend that can be told (perf: the
+    /// sample period, restarted from now) notifies the vCPU then; the
+    /// default does nothing and the VMM relies on polling.
+    fn set_overflow(&mut self, _h: HostHandle, _after: Option<u64>) -> Result<(), HostError> {
+        Ok(())
+    }
     /// Releases the counter.
     fn close(&mut self, h: HostHandle) -> Result<(), HostError>;
     /// "simulated", "perf", "noop": shown in statistics.

@@ -1,0 +1,773 @@
+//! Statistics API tests that need no VM: the server over a fake
+//! `StatsSource` built from real vPMU pieces (simulated host PMU).
+
+mod fake;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vmm::api::{self, ApiServer};
+use vmm::stats_cmd::client::{self, HttpResponse};
+
+use fake::FakeSource;
+
+// ---------------------------------------------------------------- helpers
+
+fn tmpdir() -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "vmm-api-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn server() -> (ApiServer, PathBuf, Arc<FakeSource>) {
+    let src = FakeSource::new("intel-4gp-3fixed", 2, 40);
+    let path = tmpdir().join("api.sock");
+    let s = api::spawn(&path, src.clone()).expect("spawn");
+    (s, path, src)
+}
+
+fn get(sock: &Path, path: &str) -> HttpResponse {
+    client::request(sock, "GET", path, None).expect("request")
+}
+
+fn put(sock: &Path, path: &str, body: &str) -> HttpResponse {
+    client::request(sock, "PUT", path, Some(body.as_bytes())).expect("request")
+}
+
+/// Sends raw bytes, returns the raw response (read until close).
+fn raw(sock: &Path, bytes: &[u8]) -> String {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(resp: &str) -> u16 {
+    resp.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn body_of(resp: &str) -> &str {
+    resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("")
+}
+
+fn assert_error_body(body: &[u8]) {
+    let v: Value = serde_json::from_slice(body).expect("JSON error body");
+    assert!(v["error"].is_string(), "{v}");
+    OpenApi::load().check("/v1/vm", "get", "default", &v);
+}
+
+fn assert_alive(sock: &Path) {
+    let r = get(sock, "/v1/vm");
+    assert_eq!(r.status, 200);
+}
+
+// ---------------------------------------------------------------- OpenAPI
+
+struct OpenApi {
+    doc: Value,
+}
+
+impl OpenApi {
+    fn load() -> OpenApi {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../resources/openapi.yaml");
+        let text = std::fs::read_to_string(&p).expect("resources/openapi.yaml");
+        let doc: Value = serde_yaml::from_str(&text).expect("OpenAPI YAML");
+        assert_eq!(doc["openapi"].as_str().map(|s| &s[..2]), Some("3."));
+        OpenApi { doc }
+    }
+
+    fn schema(&self, path: &str, method: &str, status: &str) -> Value {
+        let op = &self.doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} not documented");
+        let mut resp = op["responses"][status].clone();
+        if let Some(r) = resp.get("$ref").and_then(|r| r.as_str()) {
+            let name = r.rsplit('/').next().unwrap();
+            resp = self.doc["components"]["responses"][name].clone();
+        }
+        let content = resp["content"].as_object().expect("content");
+        let (_, media) = content.iter().next().expect("media type");
+        media["schema"].clone()
+    }
+
+    /// Validates `value` against the response schema of (path, method,
+    /// status), resolving `$ref`s in the document (JSON Schema 2020-12, as
+    /// OpenAPI 3.1 uses).
+    fn check(&self, path: &str, method: &str, status: &str, value: &Value) {
+        let schema = self.schema(path, method, status);
+        let mut root = serde_json::Map::new();
+        root.insert("components".into(), self.doc["components"].clone());
+        root.insert("allOf".into(), Value::Array(vec![schema]));
+        let root = Value::Object(root);
+        let v = jsonschema::draft202012::new(&root).expect("schema compiles");
+        let errors: Vec<String> = v
+            .iter_errors(value)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {path} {status} does not match the OpenAPI schema:\n{}",
+            errors.join("\n")
+        );
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn every_endpoint_matches_the_openapi_schema() {
+    let (_s, sock, _src) = server();
+    let api = OpenApi::load();
+    let cases = [
+        ("/v1/vm", "/v1/vm"),
+        ("/v1/vcpus", "/v1/vcpus"),
+        ("/v1/vcpus/0/pmu", "/v1/vcpus/{id}/pmu"),
+        ("/v1/vcpus/1/pmu", "/v1/vcpus/{id}/pmu"),
+        ("/v1/host-pmus", "/v1/host-pmus"),
+        ("/v1/host-pmus/cpu", "/v1/host-pmus/{name}"),
+        (
+            "/v1/host-pmus/cpu/timeline",
+            "/v1/host-pmus/{name}/timeline",
+        ),
+        ("/v1/exits", "/v1/exits"),
+    ];
+    for (url, template) in cases {
+        let r = get(&sock, url);
+        assert_eq!(r.status, 200, "{url}: {}", String::from_utf8_lossy(&r.body));
+        let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+        api.check(template, "get", "200", &v);
+    }
+    let r = put(&sock, "/v1/host-pmus/cpu", r#"{"mux_interval_ms": 9}"#);
+    assert_eq!(r.status, 200);
+    api.check(
+        "/v1/host-pmus/{name}",
+        "put",
+        "200",
+        &serde_json::from_slice(&r.body).unwrap(),
+    );
+    let r = get(&sock, "/metrics");
+    assert_eq!(r.status, 200);
+
+    // The content is what the multiplexer did: 7 GP + 3 fixed counters on
+    // a 4 + 3 PMU rotate; the history is recorded.
+    let v: Value = serde_json::from_slice(&get(&sock, "/v1/vcpus/0/pmu").body).unwrap();
+    let counters = v["stats"]["counters"].as_array().unwrap();
+    assert_eq!(counters.len(), 10, "{v}");
+    assert!(counters
+        .iter()
+        .any(|c| c["running_pct"].as_f64().unwrap() < 100.0));
+    assert_eq!(v["guest"]["gp"][0]["select"]["event"], 0x3C);
+    assert_eq!(v["guest"]["gp"][0]["event_name"], "cycles");
+    let pmus: Value = serde_json::from_slice(&get(&sock, "/v1/host-pmus").body).unwrap();
+    assert!(pmus["host_pmus"][0]["rotations"].as_u64().unwrap() >= 40);
+    let t: Value = serde_json::from_slice(&get(&sock, "/v1/host-pmus/cpu/timeline").body).unwrap();
+    let entries = t["entries"].as_array().unwrap();
+    assert!(entries.len() > 40, "{}", entries.len());
+    assert!(entries.iter().any(|e| e["kind"] == "rotation"));
+    assert!(entries.iter().any(|e| e["vcpu"] == 1));
+    let e: Value = serde_json::from_slice(&get(&sock, "/v1/exits").body).unwrap();
+    assert_eq!(e["msrs"].as_array().unwrap().len(), 35);
+    assert_eq!(e["pmis_injected"], 2);
+    assert!(e["handling_ns"]["p99"].as_u64().unwrap() >= e["handling_ns"]["p50"].as_u64().unwrap());
+}
+
+#[test]
+fn curl_over_the_unix_socket() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("\n*** SKIPPED curl_over_the_unix_socket: curl is not installed ***\n");
+        return;
+    }
+    let (_s, sock, src) = server();
+    let sock_s = sock.to_str().unwrap();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--unix-socket",
+            sock_s,
+            "-w",
+            "\n%{http_code}",
+            "http://localhost/v1/vm",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    assert_eq!(code, "200", "{text}");
+    OpenApi::load().check("/v1/vm", "get", "200", &serde_json::from_str(body).unwrap());
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--unix-socket",
+            sock_s,
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"mux_interval_ms": 17}"#,
+            "-w",
+            "\n%{http_code}",
+            "http://localhost/v1/host-pmus/cpu",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\n200"), "{text}");
+    assert_eq!(src.pmus[0].interval_ms(), 17);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--unix-socket", sock_s, "http://localhost/metrics"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("vpmu_counter_raw_total{"));
+}
+
+#[test]
+fn put_changes_the_interval_live_and_validates() {
+    let (_s, sock, src) = server();
+    let r = put(&sock, "/v1/host-pmus/cpu", r#"{"mux_interval_ms": 8}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(src.pmus[0].interval_ms(), 8);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["mux_interval_ms"], 8);
+    for (body, status) in [
+        (r#"{"mux_interval_ms": 0}"#, 400),
+        (r#"{"mux_interval_ms": 10001}"#, 400),
+        (r#"{"mux_interval_ms": -1}"#, 400),
+        (r#"{"mux_interval_ms": 2.5}"#, 400),
+        (r#"{"mux_interval_ms": "5"}"#, 400),
+        (r#"{"mux_interval_ms": 5, "x": 1}"#, 400),
+        (r#"{}"#, 400),
+        (r#"{"mux_interval_ms": 5"#, 400),
+        ("", 400),
+        ("\u{0}\u{1}", 400),
+        (r#"{"mux_interval_ms": 99999999999999999999999}"#, 400),
+    ] {
+        let r = put(&sock, "/v1/host-pmus/cpu", body);
+        assert_eq!(r.status, status, "{body}");
+        assert_error_body(&r.body);
+    }
+    assert_eq!(src.pmus[0].interval_ms(), 8, "rejected PUTs change nothing");
+    let r = put(&sock, "/v1/host-pmus/gpu", r#"{"mux_interval_ms": 8}"#);
+    assert_eq!(r.status, 404);
+    assert_error_body(&r.body);
+    let r = put(&sock, "/v1/host-pmus/cpu", r#"{"mux_interval_ms": 10000}"#);
+    assert_eq!(r.status, 200);
+    let r = put(&sock, "/v1/host-pmus/cpu", r#"{"mux_interval_ms": 1}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(src.pmus[0].interval_ms(), 1);
+}
+
+#[test]
+fn bad_input_gets_the_right_status_and_the_server_keeps_running() {
+    let (_s, sock, _src) = server();
+    let big_header = format!(
+        "GET /v1/vm HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(10_000)
+    );
+    let many_headers = format!("GET /v1/vm HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(100));
+    let big_body = format!(
+        "PUT /v1/host-pmus/cpu HTTP/1.1\r\nContent-Length: {}\r\n\r\n{}",
+        70_000,
+        " ".repeat(70_000)
+    );
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("garbage", b"\x00\x01\x02 hello\r\n\r\n".to_vec(), 400),
+        ("no version", b"GET /v1/vm\r\n\r\n".to_vec(), 400),
+        (
+            "bad header",
+            b"GET /v1/vm HTTP/1.1\r\nNo Colon\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "not a path",
+            b"GET http://x/v1/vm HTTP/1.1\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "bad length",
+            b"PUT /v1/host-pmus/cpu HTTP/1.1\r\nContent-Length: -3\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "chunked",
+            b"PUT /v1/host-pmus/cpu HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
+        ("truncated", b"GET /v1/vm HTTP/1.1\r\nHost: x".to_vec(), 400),
+        (
+            "short body",
+            b"PUT /v1/host-pmus/cpu HTTP/1.1\r\nContent-Length: 10\r\n\r\n{}".to_vec(),
+            400,
+        ),
+        ("headers too large", big_header.into_bytes(), 431),
+        ("too many headers", many_headers.into_bytes(), 431),
+        ("body too large", big_body.into_bytes(), 413),
+        (
+            "unknown path",
+            b"GET /v2/nothing HTTP/1.1\r\n\r\n".to_vec(),
+            404,
+        ),
+        (
+            "unknown vcpu",
+            b"GET /v1/vcpus/99/pmu HTTP/1.1\r\n\r\n".to_vec(),
+            404,
+        ),
+        (
+            "bad vcpu id",
+            b"GET /v1/vcpus/x/pmu HTTP/1.1\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "unknown pmu",
+            b"GET /v1/host-pmus/gpu/timeline HTTP/1.1\r\n\r\n".to_vec(),
+            404,
+        ),
+        (
+            "wrong method",
+            b"POST /v1/vm HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            405,
+        ),
+        (
+            "wrong method pmu",
+            b"DELETE /v1/host-pmus/cpu HTTP/1.1\r\n\r\n".to_vec(),
+            405,
+        ),
+        (
+            "invalid json",
+            b"PUT /v1/host-pmus/cpu HTTP/1.1\r\nContent-Length: 5\r\n\r\n{nope".to_vec(),
+            400,
+        ),
+    ];
+    for (what, bytes, status) in cases {
+        // Half-close so truncated requests end at EOF instead of timing out.
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let _ = s.write_all(&bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let resp = String::from_utf8_lossy(&out).into_owned();
+        assert_eq!(status_of(&resp), status, "{what}: {resp}");
+        assert_error_body(body_of(&resp).as_bytes());
+        if status == 405 {
+            assert!(resp.contains("\r\nAllow: GET"), "{what}: {resp}");
+        }
+        assert_alive(&sock);
+    }
+    // Keep-alive: an error on a second request of a connection.
+    let resp = raw(
+        &sock,
+        b"GET /v1/vm HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("HTTP/1.1 404"), "{resp}");
+    assert_alive(&sock);
+}
+
+#[test]
+fn slow_and_half_open_clients_time_out_without_blocking_others() {
+    let src = FakeSource::new("intel-4gp-3fixed", 1, 4);
+    let sock = tmpdir().join("api.sock");
+    let _s = ApiServer::start_with(&sock, src, Duration::from_millis(500)).unwrap();
+    // A client that sends half a request and stalls.
+    let mut slow = UnixStream::connect(&sock).unwrap();
+    slow.write_all(b"GET /v1/vm HTTP/1.1\r\nHo").unwrap();
+    // A client that sends nothing.
+    let mut idle = UnixStream::connect(&sock).unwrap();
+    // A client trickling one byte at a time, never finishing in time.
+    let trickle = {
+        let sock = sock.clone();
+        std::thread::spawn(move || {
+            let mut s = UnixStream::connect(&sock).unwrap();
+            for b in b"GET /v1/vm HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+                if s.write_all(&[*b]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    // Others are served meanwhile, promptly.
+    for _ in 0..20 {
+        let t = Instant::now();
+        assert_alive(&sock);
+        assert!(t.elapsed() < Duration::from_millis(300));
+    }
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = String::new();
+    let _ = slow.read_to_string(&mut out);
+    assert_eq!(status_of(&out), 408, "{out}");
+    assert_error_body(body_of(&out).as_bytes());
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = Vec::new();
+    let n = idle.read_to_end(&mut out).unwrap();
+    assert_eq!(n, 0, "an idle connection is closed silently");
+    let t = trickle.join().unwrap();
+    assert_eq!(status_of(&t), 408, "{t}");
+    assert_alive(&sock);
+}
+
+#[test]
+fn sixteen_clients_a_thousand_requests_each() {
+    let (_s, sock, _src) = server();
+    let paths = [
+        "/v1/vm",
+        "/v1/vcpus",
+        "/v1/vcpus/1/pmu",
+        "/v1/host-pmus",
+        "/v1/exits",
+        "/metrics",
+        "/v1/host-pmus/cpu/timeline",
+    ];
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let sock = sock.clone();
+            std::thread::spawn(move || {
+                let mut ok = 0;
+                if t % 2 == 0 {
+                    // New connection per request.
+                    for i in 0..1000 {
+                        let p = paths[(i + t) % paths.len()];
+                        let r = client::request(&sock, "GET", p, None).expect("request");
+                        assert_eq!(r.status, 200, "{p}");
+                        assert!(!r.body.is_empty());
+                        ok += 1;
+                    }
+                } else {
+                    // One keep-alive connection.
+                    let mut s = UnixStream::connect(&sock).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                    let mut buf = Vec::new();
+                    for i in 0..1000 {
+                        let p = paths[(i + t) % paths.len()];
+                        s.write_all(format!("GET {p} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                            .unwrap();
+                        // Read one full response (Content-Length framed).
+                        loop {
+                            if let Some(end) = find_head_end(&buf) {
+                                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                                let len: usize = head
+                                    .lines()
+                                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                                    .unwrap()
+                                    .trim()
+                                    .parse()
+                                    .unwrap();
+                                if buf.len() >= end + len {
+                                    assert!(head.starts_with("HTTP/1.1 200"), "{p}: {head}");
+                                    buf.drain(..end + len);
+                                    break;
+                                }
+                            }
+                            let mut chunk = [0u8; 65536];
+                            let n = s.read(&mut chunk).unwrap();
+                            assert!(n > 0, "server closed a keep-alive connection");
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let total: usize = threads
+        .into_iter()
+        .map(|t| t.join().expect("client thread"))
+        .sum();
+    assert_eq!(total, 16_000);
+    assert_alive(&sock);
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// A parser of the OpenMetrics / Prometheus text format: every line is a
+/// comment (`# HELP`, `# TYPE`, `# UNIT`, `# EOF`) or a sample
+/// `name{label="value",...} number`; samples belong to a declared family.
+type Sample = (String, Vec<(String, String)>, f64);
+
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut families = std::collections::HashMap::new();
+    let mut samples = Vec::new();
+    let mut eof = false;
+    for line in text.lines() {
+        assert!(!eof, "content after # EOF");
+        if line == "# EOF" {
+            eof = true;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let kind = parts.next().unwrap();
+            let name = parts.next().expect("metric name");
+            assert!(["HELP", "TYPE", "UNIT"].contains(&kind), "{line}");
+            if kind == "TYPE" {
+                let t = parts.next().unwrap();
+                assert!(
+                    [
+                        "counter",
+                        "gauge",
+                        "histogram",
+                        "summary",
+                        "info",
+                        "unknown",
+                        "stateset",
+                        "gaugehistogram"
+                    ]
+                    .contains(&t),
+                    "{line}"
+                );
+                families.insert(name.to_string(), t.to_string());
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect(line);
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("value in {line}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => {
+                let l = l.strip_suffix('}').expect(line);
+                let mut labels = Vec::new();
+                let mut rest = l;
+                while !rest.is_empty() {
+                    let (k, v) = rest.split_once("=\"").expect(line);
+                    // Values may hold escaped quotes.
+                    let mut end = 0;
+                    let bytes = v.as_bytes();
+                    while end < bytes.len()
+                        && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\'))
+                    {
+                        end += 1;
+                    }
+                    labels.push((k.to_string(), v[..end].to_string()));
+                    rest = v[end + 1..].trim_start_matches(',');
+                }
+                (n, labels)
+            }
+            None => (series, Vec::new()),
+        };
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        let family = families
+            .keys()
+            .find(|f| {
+                name == f.as_str()
+                    || name.strip_prefix(f.as_str()).is_some_and(|s| {
+                        ["_total", "_created", "_count", "_sum", "_bucket"].contains(&s)
+                    })
+            })
+            .unwrap_or_else(|| panic!("sample of an undeclared family: {line}"));
+        let _ = family;
+        samples.push((name.to_string(), labels, value));
+    }
+    assert!(eof, "no # EOF");
+    samples
+}
+
+#[test]
+fn prometheus_output_parses() {
+    let (_s, sock, _src) = server();
+    let r = get(&sock, "/metrics");
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).unwrap();
+    let samples = parse_exposition(&text);
+    let raw: Vec<_> = samples
+        .iter()
+        .filter(|s| s.0 == "vpmu_counter_raw_total")
+        .collect();
+    assert_eq!(raw.len(), 20, "10 counters x 2 vCPUs");
+    for (_, labels, _) in &raw {
+        let keys: Vec<&str> = labels.iter().map(|l| l.0.as_str()).collect();
+        assert_eq!(keys, ["vcpu", "counter", "event", "host_pmu"]);
+    }
+    assert!(raw
+        .iter()
+        .any(|s| s.1.contains(&("event".into(), "cycles".into())) && s.2 > 0.0));
+    for name in [
+        "vpmu_host_pmu_mux_interval_ms",
+        "vpmu_host_pmu_rotations_total",
+        "vmm_msr_exits_total",
+        "vmm_pmis_injected_total",
+        "vmm_pmu_exit_handling_ns",
+        "vpmu_counter_running_ratio",
+        "vmm_uptime_seconds",
+    ] {
+        assert!(
+            samples.iter().any(|s| s.0 == name),
+            "{name} missing:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn socket_mode_stale_socket_and_refusals() {
+    let dir = tmpdir();
+    let src = FakeSource::new("intel-4gp-3fixed", 1, 2);
+    // Mode 0600, removed on drop.
+    let path = dir.join("a.sock");
+    {
+        let _s = api::spawn(&path, src.clone()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // A live socket is not replaced.
+        let e = api::spawn(&path, src.clone()).err().expect("refused");
+        assert!(e.to_string().contains("in use"), "{e}");
+        assert_alive(&path);
+    }
+    assert!(!path.exists(), "socket removed on drop");
+    // A stale socket is replaced.
+    {
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(l);
+        assert!(path.exists());
+        let _s = api::spawn(&path, src.clone()).expect("stale socket replaced");
+        assert_alive(&path);
+    }
+    // Anything else is refused and left alone.
+    let file = dir.join("file");
+    std::fs::write(&file, "keep me").unwrap();
+    let e = api::spawn(&file, src.clone()).err().expect("refused");
+    assert!(e.to_string().contains("not a socket"), "{e}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    let sub = dir.join("subdir");
+    std::fs::create_dir(&sub).unwrap();
+    assert!(api::spawn(&sub, src.clone()).is_err());
+    assert!(sub.is_dir());
+    // Missing directory: an error, not a panic.
+    assert!(api::spawn(&dir.join("missing/x.sock"), src).is_err());
+}
+
+#[test]
+fn stats_command_prints_a_table_json_and_timeline() {
+    let (_s, sock, src) = server();
+    let snap = vmm::stats_cmd::fetch(&sock).unwrap();
+    let table = vmm::stats_cmd::render_table(&snap.vm, &snap.vcpus, &snap.host_pmus);
+    eprintln!("{table}");
+    assert!(table.contains("Performance counter stats for VM (2 vCPUs"));
+    assert!(table.contains("cycles"));
+    assert!(table.contains("vcpu1"));
+    assert!(
+        table.contains("%)"),
+        "running percentage of multiplexed counters"
+    );
+    assert!(table.contains("Host PMUs:"));
+    assert!(table.contains("interval"));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(',') && l.contains("cycles")),
+        "thousands separators"
+    );
+    let args = |json: bool, timeline: Option<PathBuf>| vmm::stats_cmd::StatsArgs {
+        api_sock: sock.clone(),
+        json,
+        watch: None,
+        timeline,
+    };
+    assert_eq!(vmm::stats_cmd::main(&args(false, None)), 0);
+    assert_eq!(vmm::stats_cmd::main(&args(true, None)), 0);
+    let svg = tmpdir().join("t.svg");
+    assert_eq!(vmm::stats_cmd::main(&args(false, Some(svg.clone()))), 0);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"));
+    assert_eq!(text.matches("lane: ").count(), src.pmus.len());
+    assert!(text.contains("lane: cpu "));
+    assert!(text.contains("vcpu1 gp"));
+    // An unreachable socket is an error status, not a panic.
+    let gone = vmm::stats_cmd::StatsArgs {
+        api_sock: tmpdir().join("none.sock"),
+        json: false,
+        watch: None,
+        timeline: None,
+    };
+    assert_eq!(vmm::stats_cmd::main(&gone), 1);
+}
+
+#[test]
+fn timeline_has_one_lane_per_host_pmu() {
+    // Two vCPU sets on two profiles: 1 PMU (rotating) + 3 PMUs (hybrid).
+    let a = FakeSource::new("intel-4gp-3fixed", 2, 30);
+    let b = FakeSource::new("hybrid", 1, 5);
+    let mut timelines: Vec<_> = a
+        .pmus
+        .iter()
+        .map(|p| vmm::api::model::Timeline::of(p))
+        .collect();
+    timelines.extend(b.pmus.iter().map(|p| vmm::api::model::Timeline::of(p)));
+    let svg = tmpdir().join("lanes.svg");
+    vmm::stats_cmd::timeline::render_svg(&svg, &timelines).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(text.matches("lane: ").count(), timelines.len());
+    for t in &timelines {
+        assert!(
+            text.contains(&format!("lane: {} ", t.host_pmu)),
+            "{}",
+            t.host_pmu
+        );
+    }
+    assert!(text.matches("<rect").count() > 30, "bars drawn");
+}
+
+#[test]
+fn watch_stops_when_the_vm_goes_away() {
+    let (s, sock, _src) = server();
+    let args = vmm::stats_cmd::StatsArgs {
+        api_sock: sock,
+        json: true,
+        watch: Some(0.1),
+        timeline: None,
+    };
+    let t = std::thread::spawn(move || vmm::stats_cmd::main(&args));
+    std::thread::sleep(Duration::from_millis(400));
+    drop(s);
+    assert_eq!(t.join().unwrap(), 0);
+}
+
+#[test]
+fn the_openapi_checker_is_not_vacuous() {
+    let api = OpenApi::load();
+    let bad = [
+        serde_json::json!({"config": {}, "state": "running", "uptime_ms": 1}),
+        serde_json::json!({"host_pmus": [{"name": "cpu"}]}),
+        serde_json::json!({"error": 5}),
+    ];
+    let paths = [
+        ("/v1/vm", "200"),
+        ("/v1/host-pmus", "200"),
+        ("/v1/vm", "default"),
+    ];
+    for (v, (p, s)) in bad.iter().zip(paths) {
+        let r = std::panic::catch_unwind(|| api.check(p, "get", s, v));
+        assert!(r.is_err(), "{p} accepted {v}");
+    }
+}
