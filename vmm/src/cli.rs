@@ -8,10 +8,10 @@ use clap::{Parser, Subcommand};
 use crate::vm::{self, Kernel, StopReason, VmConfig};
 use crate::{exit_status, guests};
 use vpmu::config::PmuConfig;
-use vpmu::core::host_pmu::{parse_mux_interval, HostPmu};
+use vpmu::core::host_pmu::parse_mux_interval;
 use vpmu::core::policy::{Grouping, MuxPolicy, Scaling};
 
-use crate::pmu::host::{HostPmuChoice, HostSide};
+use crate::pmu::host::HostPmuChoice;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,10 +63,12 @@ pub struct RunArgs {
     /// Full-width counter writes (IA32_A_PMCx, PERF_CAPABILITIES.FW_WRITE).
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub full_width_writes: OnOff,
-    /// Host side of the guest counters: `auto` (this host's best: cycles
-    /// from the vCPU thread's CPU time where there is no hardware PMU) or
-    /// `sim:PROFILE` (a simulated host PMU: resources/pmus/PROFILE.toml, or
-    /// a path to a profile file).
+    /// Host side of the guest counters: `auto` = `perf` (Linux perf events
+    /// on the vCPU thread; where the host has no hardware PMU, cycles come
+    /// from task-clock), `sim:PROFILE` (a simulated host PMU:
+    /// resources/pmus/PROFILE.toml or a path to a profile file), or
+    /// `thread-clock` (cycles from the vCPU thread's CPU time, no
+    /// multiplexer).
     #[arg(long, default_value = "auto")]
     pub host_pmu: String,
     /// What the guest reads for a counter that did not run all the time:
@@ -125,7 +127,7 @@ impl RunArgs {
             full_width_writes: self.full_width_writes.on(),
         };
         let config = |e: String| crate::VmError::Config(e);
-        let choice = HostPmuChoice::parse(&self.host_pmu).map_err(config)?;
+        let host = HostPmuChoice::parse(&self.host_pmu).map_err(config)?;
         let scaling = self
             .scaling
             .parse::<Scaling>()
@@ -139,16 +141,13 @@ impl RunArgs {
             grouping,
             ..MuxPolicy::default()
         };
-        let host = HostSide::new(choice, policy);
-        let overrides = self
+        let mux_intervals = self
             .mux_interval_ms
             .iter()
             .map(|a| {
                 parse_mux_interval(a).map_err(|e| config(format!("--mux-interval-ms {a}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        HostPmu::apply_overrides(&host.pmus, &overrides)
-            .map_err(|e| config(format!("--mux-interval-ms: {e}")))?;
         Ok(VmConfig {
             kernel,
             vcpus: self.vcpus,
@@ -157,6 +156,8 @@ impl RunArgs {
             timeout,
             pmu,
             host,
+            policy,
+            mux_intervals,
             stats_json: self.stats_json.clone(),
         })
     }

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs, CpuId};
-use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::boot::{layout, multiboot, BootEntry, EntryMode};
 use crate::devices::{PioAction, PioBus};
@@ -36,16 +36,13 @@ impl Vcpu {
     /// Creates vCPU `id`; the BSP (`boot` is `Some`) gets its entry state,
     /// the others wait for INIT/SIPI in the in-kernel LAPIC.
     pub fn new(
-        vm: &VmFd,
+        fd: VcpuFd,
         id: u8,
         count: u8,
         base_cpuid: &CpuId,
         boot: Option<BootEntry>,
         shared: Arc<VmShared>,
     ) -> Result<Self, VmError> {
-        let fd = vm
-            .create_vcpu(u64::from(id))
-            .map_err(|e| VmError::Kvm("KVM_CREATE_VCPU", e))?;
         let cpuid = cpuid::for_vcpu(
             base_cpuid,
             id,
@@ -266,7 +263,9 @@ fn set_boot_msrs(fd: &VcpuFd) -> Result<(), VmError> {
         ..Default::default()
     }])
     .map_err(|e| VmError::Config(format!("MSR list: {e:?}")))?;
-    let written = fd.set_msrs(&msrs).map_err(|e| VmError::Kvm("KVM_SET_MSRS", e))?;
+    let written = fd
+        .set_msrs(&msrs)
+        .map_err(|e| VmError::Kvm("KVM_SET_MSRS", e))?;
     if written != 1 {
         log::warn!("KVM did not take IA32_MTRR_DEF_TYPE: the guest may run from uncached memory");
     }

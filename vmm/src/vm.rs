@@ -23,7 +23,8 @@ use vpmu::stats::VcpuStats;
 
 use crate::view::VcpuView;
 
-use crate::pmu::host::HostSide;
+use crate::pmu::host::{HostPmuChoice, HostSide};
+use vpmu::core::policy::MuxPolicy;
 
 /// Identity-map and TSS pages VMX needs for real-mode emulation, placed
 /// just below the 4 GiB boundary, away from RAM and the LAPIC.
@@ -51,7 +52,12 @@ pub struct VmConfig {
     pub cmdline: String,
     pub timeout: Option<Duration>,
     pub pmu: PmuConfig,
-    pub host: HostSide,
+    /// `--host-pmu`.
+    pub host: HostPmuChoice,
+    /// `--scaling`, `--grouping`.
+    pub policy: MuxPolicy,
+    /// `--mux-interval-ms`: (host PMU, interval).
+    pub mux_intervals: Vec<(String, u64)>,
     /// Write the final per-vCPU statistics as JSON here.
     pub stats_json: Option<PathBuf>,
 }
@@ -216,11 +222,27 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     let uart_evt = EventFd::new(EFD_NONBLOCK).map_err(VmError::Host)?;
     vm.register_irqfd(&uart_evt, serial::IRQ)
         .map_err(|e| VmError::Kvm("KVM_IRQFD", e))?;
+    // Every vCPU exists before any is configured: host PMU discovery needs
+    // the guest TSC frequency, and CPUID leaf 0xA needs the host side.
+    let fds = (0..cfg.vcpus)
+        .map(|id| {
+            vm.create_vcpu(u64::from(id))
+                .map_err(|e| VmError::Kvm("KVM_CREATE_VCPU", e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tsc_khz = fds
+        .first()
+        .ok_or_else(|| VmError::Config("no vCPU".into()))?
+        .get_tsc_khz()
+        .map_err(|e| VmError::Kvm("KVM_GET_TSC_KHZ", e))?;
+    let host = HostSide::new(&cfg.host, cfg.policy, tsc_khz, &cfg.mux_intervals)
+        .map_err(VmError::Config)?;
+
     let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
     let shared = Arc::new(VmShared {
         vm,
         pmu_config: cfg.pmu,
-        host: cfg.host.clone(),
+        host,
         vcpus: (0..cfg.vcpus)
             .map(|id| Arc::new(VcpuView::new(id)))
             .collect(),
@@ -238,17 +260,12 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
         .map_err(|e| VmError::Kvm("KVM_GET_SUPPORTED_CPUID", e))?;
     kick::install_handler().map_err(|e| VmError::Host(e.into()))?;
 
-    let vcpus = (0..cfg.vcpus)
-        .map(|id| {
+    let vcpus = fds
+        .into_iter()
+        .zip(0..cfg.vcpus)
+        .map(|(fd, id)| {
             let boot: Option<BootEntry> = (id == 0).then_some(entry);
-            Vcpu::new(
-                &shared.vm,
-                id,
-                cfg.vcpus,
-                &base_cpuid,
-                boot,
-                Arc::clone(&shared),
-            )
+            Vcpu::new(fd, id, cfg.vcpus, &base_cpuid, boot, Arc::clone(&shared))
         })
         .collect::<Result<Vec<_>, _>>()?;
 

@@ -6,31 +6,40 @@ use std::sync::Arc;
 use vpmu::arch::events::{ArchEvents, ARCH_EVENTS};
 use vpmu::core::host_pmu::HostPmu;
 use vpmu::core::policy::MuxPolicy;
+use vpmu::core::vcpu::{EventTable, VcpuCounters};
+use vpmu::host::perf::{PerfBackend, PerfHost};
 use vpmu::host::profile::Profile;
-use vpmu::host::EventName;
+use vpmu::host::sim::SimBackend;
+use vpmu::host::{EventName, HostBackend, HostError, HostEvent, HostHandle, HostReading};
 
 use super::thread_clock;
 
-/// `--host-pmu`.
+/// `--host-pmu`, as the user gave it.
 #[derive(Clone, Debug)]
 pub enum HostPmuChoice {
-    /// The best this host has. On a host without a hardware PMU: core and
-    /// reference cycles from the vCPU thread's CPU time (software-emulated),
-    /// every other architectural event unavailable.
-    Auto,
+    /// Linux perf events on the vCPU thread (this host's PMUs; where there
+    /// is no hardware PMU, cycles come from task-clock, software-emulated).
+    Perf,
     /// A simulated host PMU described by a profile (`sim:NAME`).
     Sim(Arc<Profile>),
+    /// No host counters at all: cycles from the vCPU thread's CPU time,
+    /// without the multiplexer (no statistics).
+    ThreadClock,
 }
 
 impl HostPmuChoice {
-    /// Parses `auto` or `sim:PROFILE` (a built-in profile name, or a path
-    /// to a profile file).
+    /// Parses `auto` / `perf`, `sim:PROFILE` (a built-in profile name, or a
+    /// path to a profile file) or `thread-clock`.
     pub fn parse(arg: &str) -> Result<Self, String> {
-        if arg == "auto" {
-            return Ok(HostPmuChoice::Auto);
+        match arg {
+            "auto" | "perf" => return Ok(HostPmuChoice::Perf),
+            "thread-clock" => return Ok(HostPmuChoice::ThreadClock),
+            _ => {}
         }
         let Some(spec) = arg.strip_prefix("sim:") else {
-            return Err(format!("--host-pmu {arg}: expected auto or sim:PROFILE"));
+            return Err(format!(
+                "--host-pmu {arg}: expected auto, perf, sim:PROFILE or thread-clock"
+            ));
         };
         Profile::load(spec, None)
             .map(|p| HostPmuChoice::Sim(Arc::new(p)))
@@ -38,26 +47,79 @@ impl HostPmuChoice {
     }
 }
 
+/// How the host side was set up for this VM.
+#[derive(Debug)]
+pub enum Backing {
+    Perf(PerfHost),
+    Sim(Arc<Profile>),
+    ThreadClock,
+}
+
 /// The host PMUs of a VM, shared by its vCPUs (the perf core's per-PMU
 /// `perf_cpu_pmu_context`: capacity, interval, rotation count).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct HostSide {
-    pub choice: HostPmuChoice,
+    pub backing: Backing,
     pub pmus: Vec<Arc<HostPmu>>,
     pub policy: MuxPolicy,
 }
 
 impl HostSide {
-    pub fn new(choice: HostPmuChoice, policy: MuxPolicy) -> Self {
-        let pmus = match &choice {
-            HostPmuChoice::Auto => Vec::new(),
-            HostPmuChoice::Sim(p) => HostPmu::from_profile(p),
+    /// Sets up the host side: for perf, discovers this host's PMUs
+    /// (`tsc_khz` converts task-clock time to cycles); then applies the
+    /// `--mux-interval-ms` overrides.
+    pub fn new(
+        choice: &HostPmuChoice,
+        policy: MuxPolicy,
+        tsc_khz: u32,
+        overrides: &[(String, u64)],
+    ) -> Result<Self, String> {
+        let (backing, pmus) = match choice {
+            HostPmuChoice::Perf => {
+                let host = PerfHost::discover(tsc_khz)
+                    .map_err(|e| format!("discovering host PMUs: {e}"))?;
+                let pmus = host.host_pmus();
+                (Backing::Perf(host), pmus)
+            }
+            HostPmuChoice::Sim(p) => (Backing::Sim(Arc::clone(p)), HostPmu::from_profile(p)),
+            HostPmuChoice::ThreadClock => (Backing::ThreadClock, Vec::new()),
         };
-        HostSide {
-            choice,
+        HostPmu::apply_overrides(&pmus, overrides)
+            .map_err(|e| format!("--mux-interval-ms: {e}"))?;
+        Ok(HostSide {
+            backing,
             pmus,
             policy,
+        })
+    }
+
+    /// `perf`, `sim:NAME` or `thread-clock`, for statistics.
+    pub fn name(&self) -> String {
+        match &self.backing {
+            Backing::Perf(_) => "perf".into(),
+            Backing::Sim(p) => format!("sim:{}", p.name),
+            Backing::ThreadClock => "thread-clock".into(),
         }
+    }
+
+    fn profile(&self) -> Option<&Profile> {
+        match &self.backing {
+            Backing::Perf(h) => Some(&h.profile),
+            Backing::Sim(p) => Some(p),
+            Backing::ThreadClock => None,
+        }
+    }
+
+    /// Architectural events no host PMU can count: CPUID.0AH:EBX marks them
+    /// unavailable, and a guest that programs them reads zero.
+    pub fn unavailable_events(&self) -> ArchEvents {
+        let Some(profile) = self.profile() else {
+            return ArchEvents(!thread_clock::AVAILABLE_EVENTS);
+        };
+        ARCH_EVENTS
+            .iter()
+            .filter(|e| !EventName::from_code(e.code).is_some_and(|n| profile.map(n).is_some()))
+            .fold(ArchEvents(0), |m, e| m.with(e))
     }
 
     /// Whether instructions retired is counted: only then do the
@@ -67,22 +129,73 @@ impl HostSide {
         !self.unavailable_events().contains(&ARCH_EVENTS[1])
     }
 
-    /// Architectural events no host PMU can count: CPUID.0AH:EBX marks them
-    /// unavailable, and a guest that programs them reads zero.
-    pub fn unavailable_events(&self) -> ArchEvents {
-        match &self.choice {
-            HostPmuChoice::Auto => ArchEvents(!thread_clock::AVAILABLE_EVENTS),
-            HostPmuChoice::Sim(profile) => {
-                let mut missing = ArchEvents(0);
-                for e in &ARCH_EVENTS {
-                    let counted =
-                        EventName::from_code(e.code).is_some_and(|n| profile.map(n).is_some());
-                    if !counted {
-                        missing = missing.with(e);
-                    }
-                }
-                missing
-            }
+    /// The counting front of one vCPU over the multiplexer, or `None` for
+    /// the thread clock. **Call on the vCPU thread**: perf events attach to
+    /// the calling thread and send their overflow signal (`kick_signal`) to it.
+    pub fn vcpu_counters(&self, vcpu: u32, kick_signal: i32) -> Option<VcpuCounters<AnyBackend>> {
+        let (table, backend) = match &self.backing {
+            Backing::Perf(h) => (
+                h.event_table(),
+                AnyBackend::Perf(h.backend(Some(kick_signal))),
+            ),
+            Backing::Sim(p) => (
+                EventTable::from_profile(p),
+                AnyBackend::Sim(SimBackend::new(Profile::clone(p))),
+            ),
+            Backing::ThreadClock => return None,
+        };
+        Some(VcpuCounters::new(
+            vcpu,
+            self.pmus.clone(),
+            table,
+            backend,
+            self.policy,
+        ))
+    }
+}
+
+/// The host backends a vCPU's multiplexer can drive.
+#[derive(Debug)]
+pub enum AnyBackend {
+    Perf(PerfBackend),
+    Sim(SimBackend),
+}
+
+impl AnyBackend {
+    fn inner(&mut self) -> &mut dyn HostBackend {
+        match self {
+            AnyBackend::Perf(b) => b,
+            AnyBackend::Sim(b) => b,
+        }
+    }
+}
+
+impl HostBackend for AnyBackend {
+    fn open(&mut self, event: &HostEvent) -> Result<HostHandle, HostError> {
+        self.inner().open(event)
+    }
+    fn enable(&mut self, h: HostHandle, slot: Option<u8>, now: u64) -> Result<(), HostError> {
+        self.inner().enable(h, slot, now)
+    }
+    fn disable(&mut self, h: HostHandle, now: u64) -> Result<(), HostError> {
+        self.inner().disable(h, now)
+    }
+    fn reassign(&mut self, h: HostHandle, slot: u8) {
+        self.inner().reassign(h, slot)
+    }
+    fn read(&mut self, h: HostHandle, now: u64) -> Result<HostReading, HostError> {
+        self.inner().read(h, now)
+    }
+    fn set_overflow(&mut self, h: HostHandle, after: Option<u64>) -> Result<(), HostError> {
+        self.inner().set_overflow(h, after)
+    }
+    fn close(&mut self, h: HostHandle) -> Result<(), HostError> {
+        self.inner().close(h)
+    }
+    fn kind(&self) -> &'static str {
+        match self {
+            AnyBackend::Perf(b) => b.kind(),
+            AnyBackend::Sim(b) => b.kind(),
         }
     }
 }

@@ -13,11 +13,10 @@ use kvm_ioctls::{VcpuFd, VmFd};
 use vpmu::config::PmuConfig;
 use vpmu::core::vcpu::VcpuCounters;
 use vpmu::guest::{Gp, GuestPmu};
-use vpmu::host::sim::SimBackend;
 use vpmu::source::{CountSource, CounterConfig, CounterIndex};
 
 use crate::view::VcpuView;
-use host::{HostPmuChoice, HostSide};
+use host::{AnyBackend, HostSide};
 use pmi::PmiOutcome;
 use thread_clock::ThreadClockSource;
 use timer::{thread_cpu_ns, VcpuTimer};
@@ -37,7 +36,7 @@ enum Source {
     ThreadClock(Box<ThreadClockSource>),
     /// The multiplexer over simulated host PMUs; time is vCPU run time.
     Mux {
-        counters: Box<VcpuCounters<SimBackend>>,
+        counters: Box<VcpuCounters<AnyBackend>>,
         timer: Option<VcpuTimer>,
         /// The run-time deadline the timer is armed for.
         armed_for: Option<u64>,
@@ -50,7 +49,7 @@ enum Source {
 /// Arms `timer` for the nearest rotation or overflow deadline, if that
 /// changed (no syscall otherwise).
 fn rearm_mux(
-    counters: &mut VcpuCounters<SimBackend>,
+    counters: &mut VcpuCounters<AnyBackend>,
     timer: &Option<VcpuTimer>,
     armed_for: &mut Option<u64>,
     now: u64,
@@ -74,7 +73,7 @@ fn rearm_mux(
 /// The multiplexer as the guest model's count source, its clock brought to
 /// the vCPU's run time only when the model calls it: an access that needs
 /// no host change reaches no source, and so reads no clock (a syscall).
-struct Clocked<'a>(&'a mut VcpuCounters<SimBackend>);
+struct Clocked<'a>(&'a mut VcpuCounters<AnyBackend>);
 
 impl CountSource for Clocked<'_> {
     fn start(&mut self, counter: CounterIndex, config: &CounterConfig) {
@@ -106,15 +105,9 @@ impl VcpuPmu {
     /// Must be called on the vCPU thread (sources measure its CPU time and
     /// their timers signal it).
     pub fn new(cfg: PmuConfig, host: &HostSide, tsc_khz: u32, apic_id: u8) -> Self {
-        let source = match &host.choice {
-            HostPmuChoice::Auto => Source::ThreadClock(Box::new(ThreadClockSource::new(tsc_khz))),
-            HostPmuChoice::Sim(profile) => {
-                let counters = VcpuCounters::simulated(
-                    u32::from(apic_id),
-                    profile,
-                    host.pmus.clone(),
-                    host.policy,
-                );
+        let source = match host.vcpu_counters(u32::from(apic_id), crate::kick::kick_signal()) {
+            None => Source::ThreadClock(Box::new(ThreadClockSource::new(tsc_khz))),
+            Some(counters) => {
                 let timer = VcpuTimer::for_this_thread()
                     .map_err(|e| {
                         log::warn!("vcpu{apic_id}: no rotation timer, rotating at exits only: {e}")

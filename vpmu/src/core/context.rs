@@ -182,6 +182,14 @@ impl<B: HostBackend> Context<B> {
         Ok(EventId(id))
     }
 
+    /// Tells the backend when the guest counter behind `id` overflows
+    /// (`None`: it does not sample); see [`HostBackend::set_overflow`].
+    pub fn set_overflow(&mut self, id: EventId, after: Option<u64>) -> Result<(), CoreError> {
+        let ev = self.events.get(id.0).ok_or(CoreError::NoEvent(id))?;
+        self.backend.set_overflow(ev.handle, after)?;
+        Ok(())
+    }
+
     /// Closes an event (removing it from its group first) and returns its
     /// final reading.
     pub fn close_event(&mut self, id: EventId, now: u64) -> Result<EventReading, CoreError> {

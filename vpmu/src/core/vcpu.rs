@@ -318,6 +318,17 @@ impl<B: HostBackend> VcpuCounters<B> {
         }
     }
 
+    /// Tells the host event when its guest counter overflows, so a backend
+    /// that can (perf) notifies the vCPU then.
+    fn arm_overflow(&mut self, e: EventId, counter: CounterIndex, after: Option<u64>) {
+        if let Err(err) = self.ctx.set_overflow(e, after) {
+            log::warn!(
+                "vpmu: vCPU {}: {counter:?}: overflow notification: {err}",
+                self.vcpu
+            );
+        }
+    }
+
     fn reading(&mut self, e: EventId) -> Result<EventReading, CoreError> {
         self.ctx.read_event(e, self.now)
     }
@@ -456,6 +467,9 @@ impl<B: HostBackend> CountSource for VcpuCounters<B> {
             let c = &mut self.counters[i];
             c.config = *config;
             c.base_count = base;
+            if let Some(e) = e {
+                self.arm_overflow(e, counter, config.overflow_after);
+            }
             let now_pinned = self.pinned(&self.counters[i]);
             if was_pinned != now_pinned {
                 if let (Some(e), Some(m)) = (e, self.counters[i].mapping) {
@@ -480,6 +494,9 @@ impl<B: HostBackend> CountSource for VcpuCounters<B> {
                         self.ctx
                             .set_event_tag(e, super::history::counter_bit(counter));
                         self.regroup |= bit(m.pmu);
+                        if config.overflow_after.is_some() {
+                            self.arm_overflow(e, counter, config.overflow_after);
+                        }
                         Some(e)
                     }
                     Err(err) => {

@@ -26,8 +26,9 @@
 //!   come from the vCPU thread's task clock (`PERF_TYPE_SOFTWARE`,
 //!   `PERF_COUNT_SW_TASK_CLOCK`, nanoseconds, converted to TSC cycles by the
 //!   backend); nothing else is available. The task clock cannot tell guest
-//!   user from guest kernel time: `USR` or `OS` alone counts both
-//!   (documented approximation); neither counts nothing.
+//!   user from guest kernel time, so all of it is attributed to CPL 0
+//!   (documented approximation): a counter with `OS` counts it, one with
+//!   `USR` alone counts nothing.
 //!
 //! A guest counter with neither `USR` nor `OS` counts nothing on every
 //! plan: it translates to a *silent* spec that needs no host event.
@@ -174,7 +175,8 @@ pub fn translate(plan: &PmuPlan, name: EventName, m: &Modifiers) -> Option<AttrS
                 exclude_host: false,
                 exclude_guest: false,
                 unit: Unit::TaskClockNs,
-                silent,
+                // Guest time is attributed to CPL 0 (see the module docs).
+                silent: !m.os,
             })
         }
         PmuPlan::Core {
