@@ -118,7 +118,7 @@ impl HostSide {
         };
         ARCH_EVENTS
             .iter()
-            .filter(|e| !EventName::from_code(e.code).is_some_and(|n| profile.map(n).is_some()))
+            .filter(|e| EventName::from_code(e.code).is_none_or(|n| profile.map(n).is_none()))
             .fold(ArchEvents(0), |m, e| m.with(e))
     }
 
