@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::vm::{self, Kernel, StopReason, VmConfig};
-use crate::{exit_status, guests};
+use crate::{exit_status, guests, stats_cmd};
 use vpmu::config::PmuConfig;
 use vpmu::core::host_pmu::parse_mux_interval;
 use vpmu::core::policy::{Grouping, MuxPolicy, Scaling};
@@ -28,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest and run it until it exits.
     Run(RunArgs),
+    /// Show a running VM's counter statistics (through its --api-sock).
+    Stats(stats_cmd::StatsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,6 +87,13 @@ pub struct RunArgs {
     /// Write every vCPU's final counter statistics as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub stats_json: Option<PathBuf>,
+    /// Serve the statistics API (HTTP/1.1, JSON) on this Unix socket.
+    #[arg(long, value_name = "PATH")]
+    pub api_sock: Option<PathBuf>,
+    /// Print the host-side statistics summary (as `vmm stats`) when the VM
+    /// stops.
+    #[arg(long)]
+    pub stats: bool,
 }
 
 /// A switch given as `on` or `off`.
@@ -159,6 +168,9 @@ impl RunArgs {
             policy,
             mux_intervals,
             stats_json: self.stats_json.clone(),
+            api_sock: self.api_sock.clone(),
+            stats: self.stats,
+            host_arg: self.host_pmu.clone(),
         })
     }
 }
@@ -181,6 +193,7 @@ pub fn main() -> u8 {
     };
     match cli.command {
         Command::Run(args) => run(&args),
+        Command::Stats(args) => stats_cmd::main(&args),
     }
 }
 

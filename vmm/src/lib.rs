@@ -22,6 +22,7 @@ pub mod guests;
 pub mod kick;
 pub mod pmu;
 pub mod stats_cmd;
+pub mod stats_source;
 pub mod vcpu;
 pub mod view;
 pub mod vm;
@@ -42,6 +43,8 @@ pub enum VmError {
     Memory(String),
     #[error("{0} failed: {1}")]
     Kvm(&'static str, kvm_ioctls::Error),
+    #[error("statistics API: {0}")]
+    Api(String),
     #[error("cannot write statistics to {0}: {1}")]
     StatsFile(String, std::io::Error),
     #[error("host: {0}")]
@@ -73,6 +76,8 @@ impl VmError {
             | VmError::KvmUnavailable(_)
             | VmError::Memory(_) => exit_status::CONFIG,
             VmError::Kvm(..) | VmError::Host(_) | VmError::StatsFile(..) => exit_status::VMM_ERROR,
+            // A socket path the user gave that cannot be served on.
+            VmError::Api(_) => exit_status::CONFIG,
         }
     }
 }

@@ -2,12 +2,15 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs, CpuId};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
+use crate::api::exits::ExitRecorder;
 use crate::boot::{layout, multiboot, BootEntry, EntryMode};
 use crate::devices::{PioAction, PioBus};
+use crate::pmu::pmi::PmiOutcome;
 use crate::pmu::VcpuPmu;
 use crate::view::VcpuView;
 use crate::vm::{StopReason, VmShared};
@@ -27,6 +30,7 @@ const EFER_LMA: u64 = 1 << 10;
 pub struct Vcpu {
     id: u8,
     view: Arc<VcpuView>,
+    exits: Arc<ExitRecorder>,
     fd: VcpuFd,
     shared: Arc<VmShared>,
     tsc_khz: u32,
@@ -62,6 +66,7 @@ impl Vcpu {
         Ok(Vcpu {
             id,
             view: Arc::clone(&shared.vcpus[usize::from(id)]),
+            exits: Arc::clone(&shared.exits[usize::from(id)]),
             fd,
             shared,
             tsc_khz,
@@ -84,11 +89,18 @@ impl Vcpu {
         while !self.shared.stopping() {
             pmu.before_entry();
             let stop = self.run_once(&mut pmu).or_else(|| {
-                pmu.deliver_pending_pmi(&self.fd, &self.shared.vm)
-                    .err()
-                    .map(|e| {
-                        StopReason::VmmError(format!("vcpu{}: delivering a PMI: {e}", self.id))
-                    })
+                match pmu.deliver_pending_pmi(&self.fd, &self.shared.vm) {
+                    Ok(None) => None,
+                    Ok(Some(outcome)) => {
+                        self.exits
+                            .record_pmi(matches!(outcome, PmiOutcome::Nmi | PmiOutcome::Fixed(_)));
+                        None
+                    }
+                    Err(e) => Some(StopReason::VmmError(format!(
+                        "vcpu{}: delivering a PMI: {e}",
+                        self.id
+                    ))),
+                }
             });
             if let Some(reason) = stop {
                 self.shared.request_stop(reason);
@@ -98,7 +110,6 @@ impl Vcpu {
             }
         }
         pmu.publish(&self.view);
-        log::debug!("vcpu{}: PMU exits {:?}", self.id, pmu.counts);
         kick::clear_immediate_exit_target();
     }
 
@@ -137,18 +148,26 @@ impl Vcpu {
                         // here is a filter bug, answered as no such MSR.
                         log_once(Unhandled::Msr(exit.index));
                     }
-                    match pmu.rdmsr(exit.index) {
+                    let started = Instant::now();
+                    let r = pmu.rdmsr(exit.index);
+                    match r {
                         Ok(v) => *exit.data = v,
                         Err(_) => *exit.error = 1,
                     }
+                    self.exits
+                        .record_msr(exit.index, false, r.is_err(), elapsed_ns(started));
                 }
                 VcpuExit::X86Wrmsr(exit) => {
                     if !vpmu::arch::msr::is_pmu_msr(exit.index) {
                         log_once(Unhandled::Msr(exit.index));
                     }
-                    if pmu.wrmsr(exit.index, exit.data).is_err() {
+                    let started = Instant::now();
+                    let gp = pmu.wrmsr(exit.index, exit.data).is_err();
+                    if gp {
                         *exit.error = 1;
                     }
+                    self.exits
+                        .record_msr(exit.index, true, gp, elapsed_ns(started));
                 }
                 VcpuExit::Hlt | VcpuExit::IrqWindowOpen | VcpuExit::Intr => {}
                 VcpuExit::Shutdown => return Some(self.crash("triple fault")),
@@ -197,6 +216,12 @@ impl Vcpu {
         };
         StopReason::GuestCrash(format!("vcpu{}: {what}: {regs}", self.id))
     }
+}
+
+/// Nanoseconds since `started` (the MSR handling time; `Instant` reads the
+/// vDSO clock, no syscall).
+fn elapsed_ns(started: Instant) -> u64 {
+    started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64
 }
 
 /// Exits nothing on the platform answers; each is logged once per VMM.

@@ -14,10 +14,13 @@ use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::api::exits::ExitRecorder;
+use crate::api::{self, model, StatsSource};
 use crate::boot::{self, layout, BootEntry};
 use crate::devices::{fw_cfg::FwCfg, serial, PioBus};
+use crate::stats_source::VmSource;
 use crate::vcpu::Vcpu;
-use crate::{event_loop, kick, pmu, VmError};
+use crate::{event_loop, kick, pmu, stats_cmd, VmError};
 use vpmu::config::PmuConfig;
 use vpmu::stats::VcpuStats;
 
@@ -60,7 +63,16 @@ pub struct VmConfig {
     pub mux_intervals: Vec<(String, u64)>,
     /// Write the final per-vCPU statistics as JSON here.
     pub stats_json: Option<PathBuf>,
+    /// Serve the statistics API on this Unix socket.
+    pub api_sock: Option<PathBuf>,
+    /// Print the statistics summary when the VM stops.
+    pub stats: bool,
+    /// `--host-pmu` as given, for the API.
+    pub host_arg: String,
 }
+
+/// How often vCPUs publish their state while the statistics API runs.
+const API_PUBLISH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Why the VM stopped; the CLI turns it into the exit status.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +96,8 @@ pub struct VmShared {
     pub host: HostSide,
     /// What each vCPU publishes, indexed by vCPU id.
     pub vcpus: Vec<Arc<VcpuView>>,
+    /// Each vCPU's PMU exit counters, indexed by vCPU id.
+    pub exits: Vec<Arc<ExitRecorder>>,
     pub pio: PioBus,
     stopping: AtomicBool,
     reason: Mutex<Option<StopReason>>,
@@ -246,6 +260,9 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
         vcpus: (0..cfg.vcpus)
             .map(|id| Arc::new(VcpuView::new(id)))
             .collect(),
+        exits: (0..cfg.vcpus)
+            .map(|id| Arc::new(ExitRecorder::new(u32::from(id))))
+            .collect(),
         pio: PioBus::new(
             serial::new(uart_evt, stdout),
             FwCfg::new(mem_size, u16::from(cfg.vcpus)),
@@ -269,9 +286,22 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let reason = run_until_stopped(vcpus, &shared, cfg.timeout, None)?;
+    let source = Arc::new(VmSource::new(Arc::clone(&shared), config_info(cfg)));
+    let api = cfg
+        .api_sock
+        .as_deref()
+        .map(|path| api::spawn(path, Arc::clone(&source) as Arc<dyn StatsSource>))
+        .transpose()
+        .map_err(|e| VmError::Api(e.to_string()))?;
+    let publish = api.as_ref().map(|_| API_PUBLISH_INTERVAL);
+    let reason = run_until_stopped(vcpus, &shared, cfg.timeout, publish)?;
+    // The socket goes away with the VM.
+    drop(api);
     if let Some(path) = &cfg.stats_json {
         write_stats(&shared, path)?;
+    }
+    if cfg.stats {
+        print_summary(source.as_ref());
     }
     Ok(reason)
 }
@@ -279,6 +309,32 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
 /// The last published statistics of every vCPU that has a multiplexer.
 pub fn final_stats(shared: &VmShared) -> Vec<VcpuStats> {
     shared.vcpus.iter().filter_map(|v| v.counters()).collect()
+}
+
+/// The configuration the API reports.
+fn config_info(cfg: &VmConfig) -> model::VmConfigInfo {
+    model::VmConfigInfo {
+        vcpus: u32::from(cfg.vcpus),
+        memory_mib: cfg.mem_mib,
+        vpmu: model::VpmuConfigInfo::of(&cfg.pmu),
+        host_pmu: cfg.host_arg.clone(),
+        scaling: cfg.policy.scaling.to_string(),
+        grouping: cfg.policy.grouping.to_string(),
+    }
+}
+
+/// `--stats`: the `vmm stats` table, from the vCPUs' final publications.
+fn print_summary(source: &VmSource) {
+    let vcpus: Vec<model::VcpuPmu> = source
+        .vcpu_ids()
+        .into_iter()
+        .filter_map(|id| source.vcpu_pmu(id))
+        .collect();
+    let table = stats_cmd::render_table(&source.vm(), &vcpus, &source.host_pmus());
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(table.as_bytes()).and_then(|()| out.flush()) {
+        log::warn!("printing the statistics summary: {e}");
+    }
 }
 
 fn write_stats(shared: &VmShared, path: &std::path::Path) -> Result<(), VmError> {

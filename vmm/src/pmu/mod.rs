@@ -21,16 +21,6 @@ use pmi::PmiOutcome;
 use thread_clock::ThreadClockSource;
 use timer::{thread_cpu_ns, VcpuTimer};
 
-/// Counts of what the vCPU's PMU did, for logs and (later) the stats API.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PmuExitCounts {
-    pub rdmsr: u64,
-    pub wrmsr: u64,
-    pub gp_injected: u64,
-    pub pmi_delivered: u64,
-    pub pmi_masked: u64,
-}
-
 /// Where a vCPU's guest counters get their counts.
 enum Source {
     ThreadClock(Box<ThreadClockSource>),
@@ -98,7 +88,6 @@ pub struct VcpuPmu {
     apic_id: u8,
     /// Instructions retired is counted, so emulated instructions count too.
     count_emulated: bool,
-    pub counts: PmuExitCounts,
 }
 
 impl VcpuPmu {
@@ -126,7 +115,6 @@ impl VcpuPmu {
             source,
             apic_id,
             count_emulated: host.counts_instructions(),
-            counts: PmuExitCounts::default(),
         }
     }
 
@@ -147,7 +135,6 @@ impl VcpuPmu {
 
     /// A trapped RDMSR: the value, or `Err(Gp)` to inject #GP.
     pub fn rdmsr(&mut self, index: u32) -> Result<u64, Gp> {
-        self.counts.rdmsr += 1;
         let r = self.access(|g, s| g.rdmsr(index, s));
         self.finish_access(r.is_ok());
         r
@@ -155,7 +142,6 @@ impl VcpuPmu {
 
     /// A trapped WRMSR: `Err(Gp)` to inject #GP.
     pub fn wrmsr(&mut self, index: u32, value: u64) -> Result<(), Gp> {
-        self.counts.wrmsr += 1;
         let r = self.access(|g, s| g.wrmsr(index, value, s));
         self.finish_access(r.is_ok());
         r
@@ -164,8 +150,6 @@ impl VcpuPmu {
     fn finish_access(&mut self, ok: bool) {
         if ok {
             self.retire_emulated_instruction();
-        } else {
-            self.counts.gp_injected += 1;
         }
     }
 
@@ -246,22 +230,23 @@ impl VcpuPmu {
         view.publish(self.guest.snapshot(), counters);
     }
 
-    /// Delivers a pending PMI, if any, before the vCPU re-enters the guest.
-    pub fn deliver_pending_pmi(&mut self, fd: &VcpuFd, vm: &VmFd) -> Result<(), kvm_ioctls::Error> {
+    /// Delivers a pending PMI, if any, before the vCPU re-enters the guest;
+    /// says what happened to it.
+    pub fn deliver_pending_pmi(
+        &mut self,
+        fd: &VcpuFd,
+        vm: &VmFd,
+    ) -> Result<Option<PmiOutcome>, kvm_ioctls::Error> {
         if !self.guest.take_pmi() {
-            return Ok(());
+            return Ok(None);
         }
-        match pmi::deliver(fd, vm, self.apic_id)? {
-            PmiOutcome::Nmi | PmiOutcome::Fixed(_) => self.counts.pmi_delivered += 1,
-            PmiOutcome::Masked => self.counts.pmi_masked += 1,
-            PmiOutcome::Unsupported(mode) => {
-                self.counts.pmi_masked += 1;
-                log::warn!(
-                    "vcpu{}: LVTPC delivery mode {mode:#b} cannot carry a PMI; dropped",
-                    self.apic_id
-                );
-            }
+        let outcome = pmi::deliver(fd, vm, self.apic_id)?;
+        if let PmiOutcome::Unsupported(mode) = outcome {
+            log::warn!(
+                "vcpu{}: LVTPC delivery mode {mode:#b} cannot carry a PMI; dropped",
+                self.apic_id
+            );
         }
-        Ok(())
+        Ok(Some(outcome))
     }
 }
