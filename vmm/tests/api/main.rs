@@ -2,6 +2,10 @@
 //! `StatsSource` built from real vPMU pieces (simulated host PMU).
 
 mod fake;
+#[path = "../common/openapi.rs"]
+mod openapi;
+#[path = "../common/prometheus.rs"]
+mod prometheus;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -16,6 +20,8 @@ use vmm::api::{self, ApiServer};
 use vmm::stats_cmd::client::{self, HttpResponse};
 
 use fake::FakeSource;
+use openapi::OpenApi;
+use prometheus::parse_exposition;
 
 // ---------------------------------------------------------------- helpers
 
@@ -79,54 +85,6 @@ fn assert_alive(sock: &Path) {
 }
 
 // ---------------------------------------------------------------- OpenAPI
-
-struct OpenApi {
-    doc: Value,
-}
-
-impl OpenApi {
-    fn load() -> OpenApi {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../resources/openapi.yaml");
-        let text = std::fs::read_to_string(&p).expect("resources/openapi.yaml");
-        let doc: Value = serde_yaml::from_str(&text).expect("OpenAPI YAML");
-        assert_eq!(doc["openapi"].as_str().map(|s| &s[..2]), Some("3."));
-        OpenApi { doc }
-    }
-
-    fn schema(&self, path: &str, method: &str, status: &str) -> Value {
-        let op = &self.doc["paths"][path][method];
-        assert!(op.is_object(), "{method} {path} not documented");
-        let mut resp = op["responses"][status].clone();
-        if let Some(r) = resp.get("$ref").and_then(|r| r.as_str()) {
-            let name = r.rsplit('/').next().unwrap();
-            resp = self.doc["components"]["responses"][name].clone();
-        }
-        let content = resp["content"].as_object().expect("content");
-        let (_, media) = content.iter().next().expect("media type");
-        media["schema"].clone()
-    }
-
-    /// Validates `value` against the response schema of (path, method,
-    /// status), resolving `$ref`s in the document (JSON Schema 2020-12, as
-    /// OpenAPI 3.1 uses).
-    fn check(&self, path: &str, method: &str, status: &str, value: &Value) {
-        let schema = self.schema(path, method, status);
-        let mut root = serde_json::Map::new();
-        root.insert("components".into(), self.doc["components"].clone());
-        root.insert("allOf".into(), Value::Array(vec![schema]));
-        let root = Value::Object(root);
-        let v = jsonschema::draft202012::new(&root).expect("schema compiles");
-        let errors: Vec<String> = v
-            .iter_errors(value)
-            .map(|e| format!("{} at {}", e, e.instance_path))
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "{method} {path} {status} does not match the OpenAPI schema:\n{}",
-            errors.join("\n")
-        );
-    }
-}
 
 // ---------------------------------------------------------------- tests
 
@@ -507,91 +465,6 @@ fn sixteen_clients_a_thousand_requests_each() {
 
 fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
-}
-
-/// A parser of the OpenMetrics / Prometheus text format: every line is a
-/// comment (`# HELP`, `# TYPE`, `# UNIT`, `# EOF`) or a sample
-/// `name{label="value",...} number`; samples belong to a declared family.
-type Sample = (String, Vec<(String, String)>, f64);
-
-fn parse_exposition(text: &str) -> Vec<Sample> {
-    let mut families = std::collections::HashMap::new();
-    let mut samples = Vec::new();
-    let mut eof = false;
-    for line in text.lines() {
-        assert!(!eof, "content after # EOF");
-        if line == "# EOF" {
-            eof = true;
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# ") {
-            let mut parts = rest.splitn(3, ' ');
-            let kind = parts.next().unwrap();
-            let name = parts.next().expect("metric name");
-            assert!(["HELP", "TYPE", "UNIT"].contains(&kind), "{line}");
-            if kind == "TYPE" {
-                let t = parts.next().unwrap();
-                assert!(
-                    [
-                        "counter",
-                        "gauge",
-                        "histogram",
-                        "summary",
-                        "info",
-                        "unknown",
-                        "stateset",
-                        "gaugehistogram"
-                    ]
-                    .contains(&t),
-                    "{line}"
-                );
-                families.insert(name.to_string(), t.to_string());
-            }
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').expect(line);
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("value in {line}"));
-        let (name, labels) = match series.split_once('{') {
-            Some((n, l)) => {
-                let l = l.strip_suffix('}').expect(line);
-                let mut labels = Vec::new();
-                let mut rest = l;
-                while !rest.is_empty() {
-                    let (k, v) = rest.split_once("=\"").expect(line);
-                    // Values may hold escaped quotes.
-                    let mut end = 0;
-                    let bytes = v.as_bytes();
-                    while end < bytes.len()
-                        && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\'))
-                    {
-                        end += 1;
-                    }
-                    labels.push((k.to_string(), v[..end].to_string()));
-                    rest = v[end + 1..].trim_start_matches(',');
-                }
-                (n, labels)
-            }
-            None => (series, Vec::new()),
-        };
-        assert!(
-            name.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "{line}"
-        );
-        let family = families
-            .keys()
-            .find(|f| {
-                name == f.as_str()
-                    || name.strip_prefix(f.as_str()).is_some_and(|s| {
-                        ["_total", "_created", "_count", "_sum", "_bucket"].contains(&s)
-                    })
-            })
-            .unwrap_or_else(|| panic!("sample of an undeclared family: {line}"));
-        let _ = family;
-        samples.push((name.to_string(), labels, value));
-    }
-    assert!(eof, "no # EOF");
-    samples
 }
 
 #[test]

@@ -1,10 +1,15 @@
 //! Tests that boot guests on real KVM. They run wherever `/dev/kvm` opens;
 //! elsewhere they are reported as ignored, with a banner saying why.
 
+mod api;
 mod boot;
 mod harness;
 mod mux;
+#[path = "../common/openapi.rs"]
+mod openapi;
 mod pmu;
+#[path = "../common/prometheus.rs"]
+mod prometheus;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -21,6 +26,7 @@ fn main() {
         .iter()
         .chain(pmu::TESTS)
         .chain(mux::TESTS)
+        .chain(api::TESTS)
         .map(|&(name, f)| {
             Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(!kvm)
         })
