@@ -34,7 +34,8 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Guest image (ELF64 or Multiboot v1). Default: the built-in demo guest.
+    /// Guest image (ELF64 or Multiboot v1). Default: the built-in guest perf
+    /// demo, followed by the host-side summary (as with --stats).
     #[arg(long)]
     pub kernel: Option<PathBuf>,
     /// Number of vCPUs.
@@ -169,7 +170,8 @@ impl RunArgs {
             mux_intervals,
             stats_json: self.stats_json.clone(),
             api_sock: self.api_sock.clone(),
-            stats: self.stats,
+            // The built-in demo always ends with the host-side view.
+            stats: self.stats || self.kernel.is_none(),
             host_arg: self.host_pmu.clone(),
         })
     }

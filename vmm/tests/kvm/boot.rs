@@ -132,8 +132,19 @@ fn sigterm() -> Result<(), String> {
 fn default_guest() -> Result<(), String> {
     let run = vmm(&["run"])?;
     run.expect_status(0)?;
-    if !run.stdout.contains("hello from cpu 1 of 2") {
-        return Err(format!("default guest output:\n{}", run.stdout));
+    // The guest perf demo on 2 vCPUs: perf stat tables, a perf report, then
+    // the host-side summary.
+    for want in [
+        "Performance counter stats for 'int-loop' on cpu 0:",
+        "Performance counter stats for 'branchy' on cpu 1:",
+        "# Overhead  Samples  Symbol",
+        "perf-demo: PASS",
+        "Performance counter stats for VM (2 vCPUs",
+        "Host PMUs:",
+    ] {
+        if !run.stdout.contains(want) {
+            return Err(format!("default run lacks `{want}`:\n{}", run.stdout));
+        }
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod boot;
+mod demo;
 mod harness;
 mod mux;
 #[path = "../common/openapi.rs"]
@@ -27,6 +28,7 @@ fn main() {
         .chain(pmu::TESTS)
         .chain(mux::TESTS)
         .chain(api::TESTS)
+        .chain(demo::TESTS)
         .map(|&(name, f)| {
             Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(!kvm)
         })

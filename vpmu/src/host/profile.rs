@@ -31,6 +31,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../resources/pmus/intel-4gp-3fixed.toml"),
     ),
     (
+        "intel-4gp",
+        include_str!("../../../resources/pmus/intel-4gp.toml"),
+    ),
+    (
         "intel-8gp-4fixed",
         include_str!("../../../resources/pmus/intel-8gp-4fixed.toml"),
     ),
