@@ -23,7 +23,74 @@ pub const TESTS: &[(&str, KvmTest)] = &[
         "demo::multiplexed_stat_agrees_with_unmultiplexed",
         multiplexed_vs_unmultiplexed,
     ),
+    ("demo::sampling_rate_1_vcpu_nmi", || sampling_rate(1, "nmi")),
+    ("demo::sampling_rate_1_vcpu_vector", || {
+        sampling_rate(1, "vector")
+    }),
+    ("demo::sampling_rate_4_vcpus_nmi", || {
+        sampling_rate(4, "nmi")
+    }),
+    ("demo::sampling_rate_4_vcpus_vector", || {
+        sampling_rate(4, "vector")
+    }),
 ];
+
+/// About one millisecond of TSC time, from the host's clock rate (the
+/// guest's TSC runs at the host's): the sampling period in cycles.
+fn one_ms_of_cycles() -> u64 {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("cpu MHz").and_then(|v| v.split(':').nth(1)))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .map_or(2_000_000, |mhz| (mhz * 1000.0) as u64)
+}
+
+/// Sampling on the perf backend (cycles from task-clock, overflow signals):
+/// a PMI every ~1 ms of guest time for ~200 ms. Every vCPU receives a number
+/// of PMIs within 25% of what it counted divided by the period (guest time
+/// is the vCPU's: with more vCPUs than host cores it is less than wall
+/// time).
+fn sampling_rate(vcpus: u8, pmi: &str) -> Result<(), String> {
+    let period = one_ms_of_cycles();
+    let cmdline = format!(
+        "mode=record pmi={pmi} period={period} ticks={}",
+        period * 200
+    );
+    let n = vcpus.to_string();
+    let run = run_guest(
+        "perf-demo.elf",
+        &["--vcpus", &n, "--cmdline", &cmdline, "--timeout", "60"],
+    )?;
+    run.expect_status(0)?;
+    let mut seen = 0;
+    for line in run.stdout.lines().filter(|l| l.starts_with("# cpu ")) {
+        // `# cpu N: S samples, L lost, X spurious; C cycles counted in T TSC ticks`
+        let nums: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit() && c != ',')
+            .filter_map(|w| w.replace(',', "").parse().ok())
+            .collect();
+        let [_, samples, lost, spurious, counted, _ticks] = nums[..] else {
+            return Err(format!("unexpected line `{line}`"));
+        };
+        let expected = counted as f64 / period as f64;
+        // A PMI still in flight when recording stops reaches the handler
+        // after it stopped recording: at most one per vCPU.
+        let got = (samples + lost + spurious) as f64;
+        if spurious > 1 || expected < 20.0 || (got - expected).abs() > 0.25 * expected {
+            return Err(format!(
+                "{pmi}, {vcpus} vCPUs: `{line}`: {got} PMIs, expected {expected:.1}"
+            ));
+        }
+        seen += 1;
+    }
+    if seen != usize::from(vcpus) {
+        return Err(format!("{seen} of {vcpus} vCPUs reported:\n{}", run.stdout));
+    }
+    Ok(())
+}
 
 /// `mode=record`: the first row of the report is `hot_loop` with >= 60%.
 fn record(host: &str, pmi: &str) -> Result<(), String> {

@@ -36,6 +36,12 @@ static PRELOAD_VALUE: AtomicU64 = AtomicU64::new(0);
 /// The sampling counter: Gp(i) as i, Fixed(i) as 32 + i.
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 static TICKS: AtomicU64 = AtomicU64::new(0);
+static PERIOD: AtomicU64 = AtomicU64::new(0);
+/// Per CPU: cycles the sampling counter counted while recording (every
+/// sampled period plus what was left when recording stopped).
+static COUNTED: [AtomicU64; MAX] = [const { AtomicU64::new(0) }; MAX];
+/// Per CPU: TSC ticks the recording lasted.
+static ELAPSED: [AtomicU64; MAX] = [const { AtomicU64::new(0) }; MAX];
 
 fn counter() -> Counter {
     match COUNTER.load(Ordering::Relaxed) {
@@ -109,7 +115,21 @@ fn record_cpu(cpu: u32) {
     if pmu.version >= 2 {
         w(GLOBAL_CTRL, ctr.bit());
     }
+    let t0 = rdtsc();
     core::hint::black_box(workload(TICKS.load(Ordering::Relaxed)));
+    irq::disable();
+    // Counted = the periods that ended in a PMI (recorded or lost) plus the
+    // counter's progress since its last preload.
+    let since_preload = r(PRELOAD_MSR.load(Ordering::Relaxed))
+        .wrapping_sub(PRELOAD_VALUE.load(Ordering::Relaxed))
+        & ((1 << 48) - 1);
+    let pmis = N_SAMPLES[cpu].load(Ordering::Relaxed) as u64 + LOST[cpu].load(Ordering::Relaxed);
+    COUNTED[cpu].store(
+        pmis * PERIOD.load(Ordering::Relaxed) + since_preload,
+        Ordering::Relaxed,
+    );
+    ELAPSED[cpu].store(rdtsc().wrapping_sub(t0), Ordering::Relaxed);
+    irq::enable();
     ACTIVE[cpu].store(false, Ordering::SeqCst);
     pmu.reset();
     // A PMI already on its way lands now (and finds ACTIVE clear).
@@ -145,6 +165,7 @@ pub fn run(pmu: &Pmu, period: u64, nmi: bool, use_fixed: bool, ticks: u64) -> Re
         Counter::Gp(0)
     };
     let (msr, value) = pmu.preload(ctr, period);
+    PERIOD.store(period, Ordering::Relaxed);
     PRELOAD_MSR.store(msr, Ordering::Relaxed);
     PRELOAD_VALUE.store(value, Ordering::Relaxed);
     VERSION.store(u32::from(pmu.version), Ordering::Relaxed);
@@ -196,10 +217,12 @@ pub fn run(pmu: &Pmu, period: u64, nmi: bool, use_fixed: bool, ticks: u64) -> Re
     for cpu in 0..smp::online_cpus() as usize {
         let n = N_SAMPLES[cpu].load(Ordering::Acquire);
         println!(
-            "# cpu {cpu}: {} samples, {} lost, {} spurious",
+            "# cpu {cpu}: {} samples, {} lost, {} spurious; {} cycles counted in {} TSC ticks",
             Sep(n as u64),
             LOST[cpu].load(Ordering::Relaxed),
-            SPURIOUS[cpu].load(Ordering::Relaxed)
+            SPURIOUS[cpu].load(Ordering::Relaxed),
+            Sep(COUNTED[cpu].load(Ordering::Relaxed)),
+            Sep(ELAPSED[cpu].load(Ordering::Relaxed))
         );
         if n == 0 {
             empty_cpus += 1;
