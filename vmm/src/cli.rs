@@ -11,7 +11,7 @@ use vpmu::config::PmuConfig;
 use vpmu::core::host_pmu::parse_mux_interval;
 use vpmu::core::policy::{Grouping, MuxPolicy, Scaling};
 
-use crate::pmu::host::HostPmuChoice;
+use crate::pmu::host::{parse_errno, HostPmuChoice};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -88,6 +88,11 @@ pub struct RunArgs {
     /// Write every vCPU's final counter statistics as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub stats_json: Option<PathBuf>,
+    /// Testing aid: every host perf_event_open fails with this errno
+    /// (ENOENT, EOPNOTSUPP, EACCES, ENOSPC or EMFILE); the affected guest
+    /// counters are degraded and the guest keeps running.
+    #[arg(long, value_name = "ERRNO")]
+    pub inject_host_fault: Option<String>,
     /// Serve the statistics API (HTTP/1.1, JSON) on this Unix socket.
     #[arg(long, value_name = "PATH")]
     pub api_sock: Option<PathBuf>,
@@ -158,6 +163,12 @@ impl RunArgs {
                 parse_mux_interval(a).map_err(|e| config(format!("--mux-interval-ms {a}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let host_fault = self
+            .inject_host_fault
+            .as_deref()
+            .map(parse_errno)
+            .transpose()
+            .map_err(config)?;
         Ok(VmConfig {
             kernel,
             vcpus: self.vcpus,
@@ -168,6 +179,7 @@ impl RunArgs {
             host,
             policy,
             mux_intervals,
+            host_fault,
             stats_json: self.stats_json.clone(),
             api_sock: self.api_sock.clone(),
             // The built-in demo always ends with the host-side view.

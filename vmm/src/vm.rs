@@ -61,6 +61,8 @@ pub struct VmConfig {
     pub policy: MuxPolicy,
     /// `--mux-interval-ms`: (host PMU, interval).
     pub mux_intervals: Vec<(String, u64)>,
+    /// `--inject-host-fault`: every host perf_event_open fails with it.
+    pub host_fault: Option<i32>,
     /// Write the final per-vCPU statistics as JSON here.
     pub stats_json: Option<PathBuf>,
     /// Serve the statistics API on this Unix socket.
@@ -249,8 +251,14 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
         .ok_or_else(|| VmError::Config("no vCPU".into()))?
         .get_tsc_khz()
         .map_err(|e| VmError::Kvm("KVM_GET_TSC_KHZ", e))?;
-    let host = HostSide::new(&cfg.host, cfg.policy, tsc_khz, &cfg.mux_intervals)
-        .map_err(VmError::Config)?;
+    let host = HostSide::new(
+        &cfg.host,
+        cfg.policy,
+        tsc_khz,
+        &cfg.mux_intervals,
+        cfg.host_fault,
+    )
+    .map_err(VmError::Config)?;
 
     let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
     let shared = Arc::new(VmShared {

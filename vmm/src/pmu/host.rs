@@ -62,6 +62,33 @@ pub struct HostSide {
     pub backing: Backing,
     pub pmus: Vec<Arc<HostPmu>>,
     pub policy: MuxPolicy,
+    /// `--inject-host-fault`: every host counter open fails with this errno.
+    pub open_fault: Option<i32>,
+}
+
+/// The errnos `--inject-host-fault` accepts: the host failures a VM must
+/// survive.
+pub const INJECTABLE_ERRNOS: [(&str, i32); 5] = [
+    ("ENOENT", libc::ENOENT),
+    ("EOPNOTSUPP", libc::EOPNOTSUPP),
+    ("EACCES", libc::EACCES),
+    ("ENOSPC", libc::ENOSPC),
+    ("EMFILE", libc::EMFILE),
+];
+
+/// Parses an `--inject-host-fault` errno name.
+pub fn parse_errno(name: &str) -> Result<i32, String> {
+    INJECTABLE_ERRNOS
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|&(_, e)| e)
+        .ok_or_else(|| {
+            let names: Vec<&str> = INJECTABLE_ERRNOS.iter().map(|(n, _)| *n).collect();
+            format!(
+                "--inject-host-fault {name}: expected one of {}",
+                names.join(", ")
+            )
+        })
 }
 
 impl HostSide {
@@ -73,6 +100,7 @@ impl HostSide {
         policy: MuxPolicy,
         tsc_khz: u32,
         overrides: &[(String, u64)],
+        open_fault: Option<i32>,
     ) -> Result<Self, String> {
         let (backing, pmus) = match choice {
             HostPmuChoice::Perf => {
@@ -90,6 +118,7 @@ impl HostSide {
             backing,
             pmus,
             policy,
+            open_fault,
         })
     }
 
@@ -134,10 +163,13 @@ impl HostSide {
     /// the calling thread and send their overflow signal (`kick_signal`) to it.
     pub fn vcpu_counters(&self, vcpu: u32, kick_signal: i32) -> Option<VcpuCounters<AnyBackend>> {
         let (table, backend) = match &self.backing {
-            Backing::Perf(h) => (
-                h.event_table(),
-                AnyBackend::Perf(h.backend(Some(kick_signal))),
-            ),
+            Backing::Perf(h) => match self.open_fault {
+                Some(errno) => (h.event_table(), AnyBackend::FailingOpen(errno)),
+                None => (
+                    h.event_table(),
+                    AnyBackend::Perf(h.backend(Some(kick_signal))),
+                ),
+            },
             Backing::Sim(p) => (
                 EventTable::from_profile(p),
                 AnyBackend::Sim(SimBackend::new(Profile::clone(p))),
@@ -159,43 +191,56 @@ impl HostSide {
 pub enum AnyBackend {
     Perf(PerfBackend),
     Sim(SimBackend),
+    /// `--inject-host-fault`: a perf host whose every open fails.
+    FailingOpen(i32),
 }
 
 impl AnyBackend {
-    fn inner(&mut self) -> &mut dyn HostBackend {
+    fn inner(&mut self) -> Result<&mut dyn HostBackend, HostError> {
         match self {
-            AnyBackend::Perf(b) => b,
-            AnyBackend::Sim(b) => b,
+            AnyBackend::Perf(b) => Ok(b),
+            AnyBackend::Sim(b) => Ok(b),
+            // No open succeeds, so no handle reaches the other operations.
+            AnyBackend::FailingOpen(errno) => {
+                Err(HostError::Io(std::io::Error::from_raw_os_error(*errno)))
+            }
         }
     }
 }
 
 impl HostBackend for AnyBackend {
     fn open(&mut self, event: &HostEvent) -> Result<HostHandle, HostError> {
-        self.inner().open(event)
+        if let AnyBackend::FailingOpen(errno) = self {
+            let err = std::io::Error::from_raw_os_error(*errno);
+            return Err(vpmu::host::perf::open_error(err, "injected", event.name));
+        }
+        self.inner()?.open(event)
     }
     fn enable(&mut self, h: HostHandle, slot: Option<u8>, now: u64) -> Result<(), HostError> {
-        self.inner().enable(h, slot, now)
+        self.inner()?.enable(h, slot, now)
     }
     fn disable(&mut self, h: HostHandle, now: u64) -> Result<(), HostError> {
-        self.inner().disable(h, now)
+        self.inner()?.disable(h, now)
     }
     fn reassign(&mut self, h: HostHandle, slot: u8) {
-        self.inner().reassign(h, slot)
+        if let Ok(b) = self.inner() {
+            b.reassign(h, slot)
+        }
     }
     fn read(&mut self, h: HostHandle, now: u64) -> Result<HostReading, HostError> {
-        self.inner().read(h, now)
+        self.inner()?.read(h, now)
     }
     fn set_overflow(&mut self, h: HostHandle, after: Option<u64>) -> Result<(), HostError> {
-        self.inner().set_overflow(h, after)
+        self.inner()?.set_overflow(h, after)
     }
     fn close(&mut self, h: HostHandle) -> Result<(), HostError> {
-        self.inner().close(h)
+        self.inner()?.close(h)
     }
     fn kind(&self) -> &'static str {
         match self {
             AnyBackend::Perf(b) => b.kind(),
             AnyBackend::Sim(b) => b.kind(),
+            AnyBackend::FailingOpen(_) => "perf",
         }
     }
 }

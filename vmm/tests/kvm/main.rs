@@ -4,6 +4,7 @@
 mod api;
 mod boot;
 mod demo;
+mod faults;
 mod harness;
 mod mux;
 #[path = "../common/openapi.rs"]
@@ -29,6 +30,7 @@ fn main() {
         .chain(mux::TESTS)
         .chain(api::TESTS)
         .chain(demo::TESTS)
+        .chain(faults::TESTS)
         .map(|&(name, f)| {
             Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(!kvm)
         })

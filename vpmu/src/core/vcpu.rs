@@ -68,6 +68,9 @@ struct GuestCounter {
     reported_scaled: u64,
     /// Lifetime totals of host events already closed.
     closed: Totals,
+    /// The host refused a counter for it and that was logged: one line
+    /// per degraded guest counter, not one per reprogramming.
+    warned: bool,
 }
 
 impl GuestCounter {
@@ -452,6 +455,7 @@ impl<B: HostBackend> CountSource for VcpuCounters<B> {
                         reported_raw: 0,
                         reported_scaled: 0,
                         closed: Totals::default(),
+                        warned: false,
                     },
                 );
                 i
@@ -500,10 +504,13 @@ impl<B: HostBackend> CountSource for VcpuCounters<B> {
                         Some(e)
                     }
                     Err(err) => {
-                        log::warn!(
-                            "vpmu: vCPU {}: {counter:?} ({n}) unavailable: {err}",
-                            self.vcpu
-                        );
+                        if !self.counters[i].warned {
+                            self.counters[i].warned = true;
+                            log::warn!(
+                                "vpmu: vCPU {}: {counter:?} ({n}) degraded, counts nothing: {err}",
+                                self.vcpu
+                            );
+                        }
                         None
                     }
                 }

@@ -1,0 +1,40 @@
+//! Reprograms guest counters `n=N` times (default 10,000) between two idle
+//! phases of `ticks=T` TSC ticks each: a host can count its open file
+//! descriptors in both phases and see that reprogramming leaks none.
+//! Prints `reprogram: start`, `reprogram: done N`.
+#![no_std]
+#![no_main]
+
+use guest_tests::{cmdline, msr, println};
+
+guest_tests::entry!(main);
+
+const IA32_PERFEVTSEL0: u32 = 0x186;
+const IA32_FIXED_CTR_CTRL: u32 = 0x38D;
+const IA32_PERF_GLOBAL_CTRL: u32 = 0x38F;
+const EN: u64 = 1 << 22;
+const USR: u64 = 1 << 16;
+const OS: u64 = 1 << 17;
+/// Core cycles and reference cycles, with different privilege filters:
+/// each is a different host event configuration.
+const CONFIGS: [u64; 4] = [
+    0x3C | OS | USR | EN,
+    0x013C | OS | USR | EN,
+    0x3C | OS | EN,
+    0x013C | OS | EN,
+];
+
+fn main() {
+    let n = cmdline::get_u64("n").unwrap_or(10_000);
+    let ticks = cmdline::get_u64("ticks").unwrap_or(2_000_000_000);
+    msr::wrmsr(IA32_PERFEVTSEL0, CONFIGS[0]);
+    msr::wrmsr(IA32_FIXED_CTR_CTRL, 0x3 << 4);
+    msr::wrmsr(IA32_PERF_GLOBAL_CTRL, 0x2_0000_0001);
+    println!("reprogram: start");
+    msr::spin_tsc(ticks);
+    for i in 0..n {
+        msr::wrmsr(IA32_PERFEVTSEL0, CONFIGS[(i % 4) as usize]);
+    }
+    println!("reprogram: done {}", n);
+    msr::spin_tsc(ticks);
+}
