@@ -11,7 +11,7 @@ use vpmu::config::PmuConfig;
 use vpmu::core::host_pmu::parse_mux_interval;
 use vpmu::core::policy::{Grouping, MuxPolicy, Scaling};
 
-use crate::pmu::host::{parse_errno, HostPmuChoice};
+use crate::pmu::host::{parse_errno, parse_sim_phases, HostPmuChoice};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -93,6 +93,11 @@ pub struct RunArgs {
     /// counters are degraded and the guest keeps running.
     #[arg(long, value_name = "ERRNO")]
     pub inject_host_fault: Option<String>,
+    /// Simulated hosts: a workload that changes phase, `MS:MULT,...` (each
+    /// phase MS ms of vCPU run time at MULT times the profile's rates,
+    /// repeated), to measure the multiplexer's error when rates change.
+    #[arg(long, value_name = "MS:MULT,...")]
+    pub sim_phases: Option<String>,
     /// Serve the statistics API (HTTP/1.1, JSON) on this Unix socket.
     #[arg(long, value_name = "PATH")]
     pub api_sock: Option<PathBuf>,
@@ -169,6 +174,13 @@ impl RunArgs {
             .map(parse_errno)
             .transpose()
             .map_err(config)?;
+        let sim_phases = self
+            .sim_phases
+            .as_deref()
+            .map(parse_sim_phases)
+            .transpose()
+            .map_err(config)?
+            .unwrap_or_default();
         Ok(VmConfig {
             kernel,
             vcpus: self.vcpus,
@@ -180,6 +192,7 @@ impl RunArgs {
             policy,
             mux_intervals,
             host_fault,
+            sim_phases,
             stats_json: self.stats_json.clone(),
             api_sock: self.api_sock.clone(),
             // The built-in demo always ends with the host-side view.

@@ -63,6 +63,8 @@ pub struct VmConfig {
     pub mux_intervals: Vec<(String, u64)>,
     /// `--inject-host-fault`: every host perf_event_open fails with it.
     pub host_fault: Option<i32>,
+    /// `--sim-phases`: the simulated workload's phases.
+    pub sim_phases: Vec<(u64, f64)>,
     /// Write the final per-vCPU statistics as JSON here.
     pub stats_json: Option<PathBuf>,
     /// Serve the statistics API on this Unix socket.
@@ -257,6 +259,7 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
         tsc_khz,
         &cfg.mux_intervals,
         cfg.host_fault,
+        cfg.sim_phases.clone(),
     )
     .map_err(VmError::Config)?;
 

@@ -49,6 +49,10 @@ pub struct CounterStats {
     pub running_ns: u64,
     /// running / enabled x 100 (100 when never enabled).
     pub running_pct: f64,
+    /// Simulated host only: what the counter's event really did over its
+    /// enabled time (rate x workload), to measure the multiplexer's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulated_truth: Option<u64>,
 }
 
 /// What a host PMU is, for statistics.

@@ -9,7 +9,7 @@ use vpmu::core::policy::MuxPolicy;
 use vpmu::core::vcpu::{EventTable, VcpuCounters};
 use vpmu::host::perf::{PerfBackend, PerfHost};
 use vpmu::host::profile::Profile;
-use vpmu::host::sim::SimBackend;
+use vpmu::host::sim::{SimBackend, Workload};
 use vpmu::host::{EventName, HostBackend, HostError, HostEvent, HostHandle, HostReading};
 
 use super::thread_clock;
@@ -64,6 +64,9 @@ pub struct HostSide {
     pub policy: MuxPolicy,
     /// `--inject-host-fault`: every host counter open fails with this errno.
     pub open_fault: Option<i32>,
+    /// `--sim-phases`: (ns of run time, rate multiplier) of the simulated
+    /// workload; empty = steady.
+    pub sim_phases: Vec<(u64, f64)>,
 }
 
 /// The errnos `--inject-host-fault` accepts: the host failures a VM must
@@ -75,6 +78,30 @@ pub const INJECTABLE_ERRNOS: [(&str, i32); 5] = [
     ("ENOSPC", libc::ENOSPC),
     ("EMFILE", libc::EMFILE),
 ];
+
+/// Parses `--sim-phases MS:MULT[,MS:MULT...]`: phases of the simulated
+/// workload, each `MS` milliseconds of vCPU run time at `MULT` times the
+/// profile's rates, repeated.
+pub fn parse_sim_phases(arg: &str) -> Result<Vec<(u64, f64)>, String> {
+    let bad = |why: &str| format!("--sim-phases {arg}: {why} (expected MS:MULT[,MS:MULT...])");
+    let phases = arg
+        .split(',')
+        .map(|p| {
+            let (ms, mult) = p.split_once(':').ok_or_else(|| bad("a phase lacks `:`"))?;
+            let ms: u64 = ms.trim().parse().map_err(|_| bad("bad milliseconds"))?;
+            let mult: f64 = mult.trim().parse().map_err(|_| bad("bad multiplier"))?;
+            if !(1..=100_000).contains(&ms) || !mult.is_finite() || !(0.0..=1000.0).contains(&mult)
+            {
+                return Err(bad("phases are 1..=100000 ms at a multiplier of 0..=1000"));
+            }
+            Ok((ms * 1_000_000, mult))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if phases.is_empty() || phases.len() > 64 {
+        return Err(bad("1 to 64 phases"));
+    }
+    Ok(phases)
+}
 
 /// Parses an `--inject-host-fault` errno name.
 pub fn parse_errno(name: &str) -> Result<i32, String> {
@@ -101,7 +128,11 @@ impl HostSide {
         tsc_khz: u32,
         overrides: &[(String, u64)],
         open_fault: Option<i32>,
+        sim_phases: Vec<(u64, f64)>,
     ) -> Result<Self, String> {
+        if !sim_phases.is_empty() && !matches!(choice, HostPmuChoice::Sim(_)) {
+            return Err("--sim-phases needs --host-pmu sim:PROFILE".into());
+        }
         let (backing, pmus) = match choice {
             HostPmuChoice::Perf => {
                 let host = PerfHost::discover(tsc_khz)
@@ -119,6 +150,7 @@ impl HostSide {
             pmus,
             policy,
             open_fault,
+            sim_phases,
         })
     }
 
@@ -170,10 +202,13 @@ impl HostSide {
                     AnyBackend::Perf(h.backend(Some(kick_signal))),
                 ),
             },
-            Backing::Sim(p) => (
-                EventTable::from_profile(p),
-                AnyBackend::Sim(SimBackend::new(Profile::clone(p))),
-            ),
+            Backing::Sim(p) => {
+                let mut sim = SimBackend::new(Profile::clone(p));
+                if !self.sim_phases.is_empty() {
+                    sim.set_workload(Workload::phases(&self.sim_phases));
+                }
+                (EventTable::from_profile(p), AnyBackend::Sim(sim))
+            }
             Backing::ThreadClock => return None,
         };
         Some(VcpuCounters::new(
@@ -235,6 +270,12 @@ impl HostBackend for AnyBackend {
     }
     fn close(&mut self, h: HostHandle) -> Result<(), HostError> {
         self.inner()?.close(h)
+    }
+    fn truth(&self, pmu: usize, event: EventName, from: u64, to: u64) -> Option<u64> {
+        match self {
+            AnyBackend::Sim(b) => HostBackend::truth(b, pmu, event, from, to),
+            AnyBackend::Perf(_) | AnyBackend::FailingOpen(_) => None,
+        }
     }
     fn kind(&self) -> &'static str {
         match self {

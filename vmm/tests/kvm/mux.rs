@@ -10,10 +10,80 @@ use vpmu::stats::VcpuStats;
 use crate::harness::run_guest;
 use crate::KvmTest;
 
-pub const TESTS: &[(&str, KvmTest)] = &[(
-    "mux::eight_counters_on_four_gp_share_fairly_and_scale_to_truth",
-    eight_on_four,
-)];
+pub const TESTS: &[(&str, KvmTest)] = &[
+    (
+        "mux::phase_changing_workload_scales_within_5_percent_of_truth",
+        phase_change,
+    ),
+    (
+        "mux::eight_counters_on_four_gp_share_fairly_and_scale_to_truth",
+        eight_on_four,
+    ),
+];
+
+/// A workload that changes phase every 5 rotation intervals (20 ms at the
+/// profile's rates, 20 ms at 3x): the scaled values, guest-read and in the
+/// host statistics, stay within 5% of the simulated truth over each
+/// counter's enabled time.
+fn phase_change() -> Result<(), String> {
+    let json = std::env::temp_dir().join(format!("vmm-phases-{}.json", std::process::id()));
+    let json_arg = json.to_string_lossy().into_owned();
+    let host = format!("sim:{PROFILE}");
+    let run = run_guest(
+        "mux-steady.elf",
+        &[
+            "--host-pmu",
+            &host,
+            "--sim-phases",
+            "20:1,20:3",
+            "--stats-json",
+            &json_arg,
+            "--cmdline",
+            "gp=8 ticks=4000000000",
+            "--timeout",
+            "60",
+        ],
+    )?;
+    run.expect_status(0)?;
+    let text = std::fs::read_to_string(&json).map_err(|e| format!("stats file: {e}"))?;
+    let _ = std::fs::remove_file(&json);
+    let stats: Vec<VcpuStats> =
+        serde_json::from_str(&text).map_err(|e| format!("stats JSON: {e}"))?;
+    let vcpu = stats.first().ok_or("no vCPU statistics")?;
+    let mut problems = Vec::new();
+    for i in 0..8u8 {
+        let c = vcpu
+            .counters
+            .iter()
+            .find(|c| c.counter == CounterIndex::Gp(i))
+            .ok_or_else(|| format!("no statistics for GP{i}"))?;
+        let truth = c
+            .simulated_truth
+            .ok_or_else(|| format!("GP{i}: no simulated truth"))? as f64;
+        let prefix = format!("pmc{i} ");
+        let read: f64 = run
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("guest did not print pmc{i}"))?;
+        for (who, value) in [("guest read", read), ("host stats scaled", c.scaled as f64)] {
+            let err = (value - truth).abs() / truth;
+            if err > 0.05 {
+                problems.push(format!(
+                    "GP{i} ({}): {who} {value}, truth {truth:.0}: {:.2}% off",
+                    c.event,
+                    err * 100.0
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
 
 const PROFILE: &str = "intel-4gp-3fixed";
 

@@ -68,6 +68,10 @@ struct GuestCounter {
     reported_scaled: u64,
     /// Lifetime totals of host events already closed.
     closed: Totals,
+    /// Run time the current host event was opened (its enabled time starts).
+    opened_at: u64,
+    /// Truth (simulated backends) over the enabled time of closed events.
+    closed_truth: Option<u64>,
     /// The host refused a counter for it and that was logged: one line
     /// per degraded guest counter, not one per reprogramming.
     warned: bool,
@@ -234,6 +238,7 @@ impl<B: HostBackend> VcpuCounters<B> {
 
     fn close_event(&mut self, i: usize) {
         let now = self.now;
+        let truth = self.truth_of_open_event(i, now);
         let Some(e) = self.counters[i].event.take() else {
             return;
         };
@@ -241,6 +246,7 @@ impl<B: HostBackend> VcpuCounters<B> {
         match self.ctx.close_event(e, now) {
             Ok(r) => {
                 let c = &mut self.counters[i];
+                c.closed_truth = add_truth(c.closed_truth, truth);
                 c.closed.raw += r.count;
                 c.closed.scaled += scale(r.count, r.enabled, r.running).max(c.reported_scaled);
                 c.closed.enabled += r.enabled;
@@ -319,6 +325,15 @@ impl<B: HostBackend> VcpuCounters<B> {
         if let Err(e) = self.ctx.add_group(members, pinned) {
             log::warn!("vpmu: vCPU {}: cannot group counters: {e}", self.vcpu);
         }
+    }
+
+    /// What the open host event of guest counter `i` really counted since
+    /// it was opened, where the backend knows (simulated hosts).
+    fn truth_of_open_event(&self, i: usize, now: u64) -> Option<u64> {
+        let c = &self.counters[i];
+        let (e, name) = (c.event?, c.name?);
+        let pmu = self.ctx.event_info(e)?.pmu;
+        self.ctx.backend().truth(pmu, name, c.opened_at, now)
     }
 
     /// Tells the host event when its guest counter overflows, so a backend
@@ -416,6 +431,10 @@ impl<B: HostBackend> VcpuCounters<B> {
                 } else {
                     running as f64 * 100.0 / enabled as f64
                 },
+                simulated_truth: add_truth(
+                    self.counters[i].closed_truth,
+                    self.truth_of_open_event(i, self.now),
+                ),
             });
         }
         VcpuStats {
@@ -432,6 +451,14 @@ impl<B: HostBackend> VcpuCounters<B> {
     pub fn publish(&mut self) {
         let s = self.snapshot();
         self.snapshot.publish(s);
+    }
+}
+
+/// Sums two optional truths: known if either is.
+fn add_truth(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
     }
 }
 
@@ -455,6 +482,8 @@ impl<B: HostBackend> CountSource for VcpuCounters<B> {
                         reported_raw: 0,
                         reported_scaled: 0,
                         closed: Totals::default(),
+                        opened_at: 0,
+                        closed_truth: None,
                         warned: false,
                     },
                 );
@@ -522,6 +551,7 @@ impl<B: HostBackend> CountSource for VcpuCounters<B> {
         c.name = name;
         c.mapping = mapping;
         c.event = event;
+        c.opened_at = self.now;
         c.started = true;
         c.base_count = 0;
         c.reported_raw = 0;

@@ -85,6 +85,12 @@ pub trait HostBackend {
     fn set_overflow(&mut self, _h: HostHandle, _after: Option<u64>) -> Result<(), HostError> {
         Ok(())
     }
+    /// What `event` on `pmu` really did over `[from, to)`, where the backend
+    /// knows it (the simulated backend: its rate x workload); `None` for a
+    /// real host, where only the counts are known.
+    fn truth(&self, _pmu: usize, _event: EventName, _from: u64, _to: u64) -> Option<u64> {
+        None
+    }
     /// Releases the counter.
     fn close(&mut self, h: HostHandle) -> Result<(), HostError>;
     /// "simulated", "perf", "noop": shown in statistics.

@@ -372,6 +372,10 @@ impl HostBackend for SimBackend {
         Ok(())
     }
 
+    fn truth(&self, pmu: usize, event: EventName, from: u64, to: u64) -> Option<u64> {
+        Some(SimBackend::truth(self, pmu, event, from, to))
+    }
+
     fn kind(&self) -> &'static str {
         "simulated"
     }
