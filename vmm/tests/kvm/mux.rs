@@ -11,6 +11,7 @@ use crate::harness::run_guest;
 use crate::KvmTest;
 
 pub const TESTS: &[(&str, KvmTest)] = &[
+    ("mux::counters_that_fit_never_rotate", all_fit),
     (
         "mux::phase_changing_workload_scales_within_5_percent_of_truth",
         phase_change,
@@ -83,6 +84,48 @@ fn phase_change() -> Result<(), String> {
     } else {
         Err(problems.join("\n"))
     }
+}
+
+/// 4 guest counters on 4 host GP counters: everything fits, so no PMU
+/// needs rotation, no rotation timer is armed and every counter runs all
+/// the time.
+fn all_fit() -> Result<(), String> {
+    let json = std::env::temp_dir().join(format!("vmm-fit-{}.json", std::process::id()));
+    let json_arg = json.to_string_lossy().into_owned();
+    let host = format!("sim:{PROFILE}");
+    let run = run_guest(
+        "mux-steady.elf",
+        &[
+            "--host-pmu",
+            &host,
+            "--stats-json",
+            &json_arg,
+            "--cmdline",
+            "gp=4 ticks=2000000000",
+            "--timeout",
+            "60",
+        ],
+    )?;
+    run.expect_status(0)?;
+    let text = std::fs::read_to_string(&json).map_err(|e| format!("stats file: {e}"))?;
+    let _ = std::fs::remove_file(&json);
+    let stats: Vec<VcpuStats> =
+        serde_json::from_str(&text).map_err(|e| format!("stats JSON: {e}"))?;
+    let vcpu = stats.first().ok_or("no vCPU statistics")?;
+    let rotations: u64 = vcpu.pmus.iter().map(|p| p.rotations).sum();
+    let partial: Vec<f64> = vcpu
+        .counters
+        .iter()
+        .map(|c| c.running_pct)
+        .filter(|&p| p < 100.0)
+        .collect();
+    if rotations != 0 || vcpu.counters.len() != 4 || !partial.is_empty() {
+        return Err(format!(
+            "{rotations} rotations, {} counters, partly running: {partial:?}",
+            vcpu.counters.len()
+        ));
+    }
+    Ok(())
 }
 
 const PROFILE: &str = "intel-4gp-3fixed";
