@@ -386,7 +386,12 @@ impl<B: HostBackend> VcpuCounters<B> {
             if simulated {
                 labels.push("simulated".to_string());
             }
-            if info.is_some_and(|i| i.software) {
+            // By where the counter maps, so a stopped counter keeps it.
+            let on_software_pmu = c
+                .mapping
+                .and_then(|m| self.ctx.pmu_context(m.pmu))
+                .is_some_and(|p| p.pmu().is_software());
+            if info.is_some_and(|i| i.software) || on_software_pmu {
                 labels.push("software-emulated".to_string());
             }
             if unavailable {
