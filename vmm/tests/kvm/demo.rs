@@ -4,9 +4,8 @@
 use std::collections::HashMap;
 
 use vpmu::source::CounterIndex;
-use vpmu::stats::VcpuStats;
 
-use crate::harness::run_guest;
+use crate::harness::{run_guest, run_guest_with_stats};
 use crate::KvmTest;
 
 pub const TESTS: &[(&str, KvmTest)] = &[
@@ -173,32 +172,24 @@ fn ratios(stdout: &str) -> Result<HashMap<(String, String), f64>, String> {
 /// counter runs 35-65% of the time, and each steady workload's scaled counts
 /// per cycle agree within 5%.
 fn multiplexed_vs_unmultiplexed() -> Result<(), String> {
-    let json = std::env::temp_dir().join(format!("vmm-demo-{}.json", std::process::id()));
-    let json_arg = json.to_string_lossy().into_owned();
-    let args = |host: &'static str, stats: bool| {
-        let mut a = vec![
+    let args = |host: &'static str| {
+        [
             "--vcpus",
             "1",
+            "--fixed-counters",
+            "0",
             "--host-pmu",
             host,
             "--cmdline",
             "mode=stat stat_ticks=1500000000",
             "--timeout",
             "90",
-        ];
-        if stats {
-            a.extend(["--stats-json", json_arg.as_str()]);
-        }
-        a
+        ]
     };
-    let muxed = run_guest("perf-demo.elf", &args("sim:intel-4gp", true))?;
+    let (muxed, stats) = run_guest_with_stats("perf-demo.elf", &args("sim:intel-4gp"))?;
     muxed.expect_status(0)?;
-    let plain = run_guest("perf-demo.elf", &args("sim:intel-8gp-4fixed", false))?;
+    let plain = run_guest("perf-demo.elf", &args("sim:intel-8gp-4fixed"))?;
     plain.expect_status(0)?;
-
-    let text = std::fs::read_to_string(&json).map_err(|e| format!("stats file: {e}"))?;
-    let _ = std::fs::remove_file(&json);
-    let stats: Vec<VcpuStats> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     let vcpu = stats.first().ok_or("no statistics")?;
     let mut problems = Vec::new();
     for c in vcpu

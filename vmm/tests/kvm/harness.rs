@@ -111,3 +111,27 @@ pub fn one_line_error(run: &Run) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `vmm run --kernel <guest> <extra...> --stats-json <tmp>`: the run and the
+/// final statistics of every vCPU that has a multiplexer.
+pub fn run_guest_with_stats(
+    file: &str,
+    extra: &[&str],
+) -> Result<(Run, Vec<vpmu::stats::VcpuStats>), String> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let json = std::env::temp_dir().join(format!("vmm-stats-{}-{n}.json", std::process::id()));
+    let json_arg = json.to_string_lossy().into_owned();
+    let mut args = extra.to_vec();
+    args.extend(["--stats-json", json_arg.as_str()]);
+    let run = run_guest(file, &args)?;
+    let text = std::fs::read_to_string(&json);
+    let _ = std::fs::remove_file(&json);
+    if run.status != Some(0) {
+        // The caller's status check reports the output.
+        return Ok((run, Vec::new()));
+    }
+    let text = text.map_err(|e| format!("stats file: {e}"))?;
+    let stats = serde_json::from_str(&text).map_err(|e| format!("stats JSON: {e}"))?;
+    Ok((run, stats))
+}
