@@ -20,6 +20,7 @@ pub mod mbi;
 pub mod msr;
 pub mod percpu;
 pub mod pic;
+pub mod pmu;
 pub mod print;
 pub mod serial;
 pub mod smp;

@@ -6,14 +6,9 @@
 
 use guest_tests::{cmdline, exit, msr, println};
 
-guest_tests::entry!(main);
+use guest_tests::pmu::{EN, IA32_PERFEVTSEL0, IA32_PERF_GLOBAL_CTRL, IA32_PMC0, OS, USR};
 
-const IA32_PMC0: u32 = 0xC1;
-const IA32_PERFEVTSEL0: u32 = 0x186;
-const IA32_PERF_GLOBAL_CTRL: u32 = 0x38F;
-const EVTSEL_USR: u64 = 1 << 16;
-const EVTSEL_OS: u64 = 1 << 17;
-const EVTSEL_EN: u64 = 1 << 22;
+guest_tests::entry!(main);
 
 /// (event select, unit mask): LLC references, LLC misses, branches, branch
 /// misses, twice. None of them has a fixed counter, so on a host with 4
@@ -33,7 +28,7 @@ fn main() {
     let gp = cmdline::get_u64("gp").unwrap_or(8).min(8) as usize;
     let ticks = cmdline::get_u64("ticks").unwrap_or(1_500_000_000);
     for (i, &(event, umask)) in EVENTS.iter().enumerate().take(gp) {
-        let sel = event | umask << 8 | EVTSEL_USR | EVTSEL_OS | EVTSEL_EN;
+        let sel = event | umask << 8 | USR | OS | EN;
         msr::wrmsr(IA32_PERFEVTSEL0 + i as u32, sel);
     }
     msr::wrmsr(IA32_PERF_GLOBAL_CTRL, (1u64 << gp) - 1);

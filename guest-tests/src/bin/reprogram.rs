@@ -7,14 +7,10 @@
 
 use guest_tests::{cmdline, msr, println};
 
+use guest_tests::pmu::{EN, IA32_FIXED_CTR_CTRL, IA32_PERFEVTSEL0, IA32_PERF_GLOBAL_CTRL, OS, USR};
+
 guest_tests::entry!(main);
 
-const IA32_PERFEVTSEL0: u32 = 0x186;
-const IA32_FIXED_CTR_CTRL: u32 = 0x38D;
-const IA32_PERF_GLOBAL_CTRL: u32 = 0x38F;
-const EN: u64 = 1 << 22;
-const USR: u64 = 1 << 16;
-const OS: u64 = 1 << 17;
 /// Core cycles and reference cycles, with different privilege filters:
 /// each is a different host event configuration.
 const CONFIGS: [u64; 4] = [

@@ -1,25 +1,10 @@
 //! The architectural PMU as CPUID leaf 0xA enumerates it, and MSR helpers.
 
+pub use guest_tests::pmu::*;
 use guest_tests::{cpuid, try_rdmsr, try_wrmsr};
-
-pub const IA32_PMC0: u32 = 0xC1;
-pub const IA32_PERFEVTSEL0: u32 = 0x186;
-pub const IA32_A_PMC0: u32 = 0x4C1;
-pub const IA32_FIXED_CTR0: u32 = 0x309;
-pub const IA32_PERF_CAPABILITIES: u32 = 0x345;
-pub const FIXED_CTR_CTRL: u32 = 0x38D;
-pub const GLOBAL_STATUS: u32 = 0x38E;
-pub const GLOBAL_CTRL: u32 = 0x38F;
-pub const GLOBAL_OVF_CTRL: u32 = 0x390;
-
-pub const USR: u64 = 1 << 16;
-pub const OS: u64 = 1 << 17;
-pub const INT: u64 = 1 << 20;
-pub const EN: u64 = 1 << 22;
 
 /// Fixed-counter control nibble: count in ring 0 and ring 3, PMI.
 pub const F_OS_USR: u64 = 0b0011;
-pub const F_PMI: u64 = 0b1000;
 
 /// Most GP counters the MSR map has room for (IA32_PERFEVTSEL0..7).
 pub const MAX_GP: usize = 8;
@@ -147,7 +132,7 @@ impl Pmu {
         i < usize::from(self.ebx_len) && self.unavailable & (1 << i) == 0
     }
 
-    /// GLOBAL_CTRL / GLOBAL_STATUS bits of every counter present.
+    /// IA32_PERF_GLOBAL_CTRL / IA32_PERF_GLOBAL_STATUS bits of every counter present.
     pub fn all_counters(&self) -> u64 {
         let gp = (1u64 << self.gp()) - 1;
         gp | u64::from(self.fixed_mask) << 32
@@ -156,8 +141,8 @@ impl Pmu {
     /// Stop every counter and zero it, clear overflow status.
     pub fn reset(&self) {
         if self.version >= 2 {
-            w(GLOBAL_CTRL, 0);
-            w(FIXED_CTR_CTRL, 0);
+            w(IA32_PERF_GLOBAL_CTRL, 0);
+            w(IA32_FIXED_CTR_CTRL, 0);
         }
         for i in 0..self.gp() {
             w(evtsel(i), 0);
@@ -169,7 +154,7 @@ impl Pmu {
             }
         }
         if self.version >= 2 {
-            w(GLOBAL_OVF_CTRL, self.all_counters());
+            w(IA32_PERF_GLOBAL_OVF_CTRL, self.all_counters());
         }
     }
 
@@ -211,7 +196,7 @@ pub enum Counter {
 }
 
 impl Counter {
-    /// Its GLOBAL_CTRL / GLOBAL_STATUS bit.
+    /// Its IA32_PERF_GLOBAL_CTRL / IA32_PERF_GLOBAL_STATUS bit.
     pub fn bit(self) -> u64 {
         match self {
             Counter::Gp(i) => 1 << i,

@@ -55,11 +55,11 @@ fn on_pmi(frame: &mut InterruptFrame) {
     let cpu = smp::this_cpu() as usize % MAX;
     let bit = STATUS_BIT.load(Ordering::Relaxed);
     let v2 = VERSION.load(Ordering::Relaxed) >= 2;
-    let status = if v2 { r(GLOBAL_STATUS) } else { bit };
+    let status = if v2 { r(IA32_PERF_GLOBAL_STATUS) } else { bit };
     if status & bit == 0 || !ACTIVE[cpu].load(Ordering::Relaxed) {
         SPURIOUS[cpu].fetch_add(1, Ordering::Relaxed);
         if v2 && status != 0 {
-            w(GLOBAL_OVF_CTRL, status);
+            w(IA32_PERF_GLOBAL_OVF_CTRL, status);
         }
         return;
     }
@@ -73,7 +73,7 @@ fn on_pmi(frame: &mut InterruptFrame) {
     // Re-arm: -period, clear the overflow bit, unmask LVTPC.
     preload();
     if v2 {
-        w(GLOBAL_OVF_CTRL, status);
+        w(IA32_PERF_GLOBAL_OVF_CTRL, status);
     }
     lapic::set_lvt_perf(LVT.load(Ordering::Relaxed));
 }
@@ -108,12 +108,12 @@ fn record_cpu(cpu: u32) {
     preload();
     match ctr {
         Counter::Gp(i) => w(evtsel(i), EVENTS[EV_CYCLES].code | USR | OS | INT | EN),
-        Counter::Fixed(i) => w(FIXED_CTR_CTRL, (F_OS_USR | F_PMI) << (4 * i)),
+        Counter::Fixed(i) => w(IA32_FIXED_CTR_CTRL, (F_OS_USR | F_PMI) << (4 * i)),
     }
     ACTIVE[cpu].store(true, Ordering::SeqCst);
     irq::enable();
     if pmu.version >= 2 {
-        w(GLOBAL_CTRL, ctr.bit());
+        w(IA32_PERF_GLOBAL_CTRL, ctr.bit());
     }
     let t0 = rdtsc();
     core::hint::black_box(workload(TICKS.load(Ordering::Relaxed)));

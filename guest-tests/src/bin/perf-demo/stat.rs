@@ -124,11 +124,11 @@ fn measure(pmu: &Pmu, gp_event: &[Option<usize>; MAX_GP], wl: &Workload, ticks: 
                 enable |= Counter::Gp(i).bit();
             }
         }
-        w(FIXED_CTR_CTRL, fixed_ctrl);
+        w(IA32_FIXED_CTR_CTRL, fixed_ctrl);
     }
     let t0 = rdtsc();
     if pmu.version >= 2 {
-        w(GLOBAL_CTRL, enable);
+        w(IA32_PERF_GLOBAL_CTRL, enable);
     } else {
         // Version 1: no global control, EN starts each counter.
         for i in 0..pmu.gp() {
@@ -147,7 +147,7 @@ fn measure(pmu: &Pmu, gp_event: &[Option<usize>; MAX_GP], wl: &Workload, ticks: 
         }
     }
     if pmu.version >= 2 {
-        w(GLOBAL_CTRL, 0);
+        w(IA32_PERF_GLOBAL_CTRL, 0);
     } else {
         for i in 0..pmu.gp() {
             w(evtsel(i), 0);

@@ -107,24 +107,24 @@ fn reset_values(cfg: &Config) {
     if cfg.version >= 2 {
         agg::eq(
             format_args!("reset: IA32_PERF_GLOBAL_CTRL = GP enable bits set, fixed clear"),
-            r(GLOBAL_CTRL),
+            r(IA32_PERF_GLOBAL_CTRL),
             cfg.gp_mask(),
         );
         agg::eq(
             format_args!("reset: IA32_PERF_GLOBAL_STATUS = 0"),
-            r(GLOBAL_STATUS),
+            r(IA32_PERF_GLOBAL_STATUS),
             0,
         );
         agg::eq(
             format_args!("reset: IA32_FIXED_CTR_CTRL = 0"),
-            r(FIXED_CTR_CTRL),
+            r(IA32_FIXED_CTR_CTRL),
             0,
         );
     }
     if cfg.version >= 4 {
         agg::eq(
             format_args!("reset: IA32_PERF_GLOBAL_INUSE = 0"),
-            r(GLOBAL_INUSE),
+            r(IA32_PERF_GLOBAL_INUSE),
             0,
         );
     }
@@ -148,10 +148,10 @@ fn existence(cfg: &Config) {
     );
     family("IA32_FIXED_CTR0..3", IA32_FIXED_CTR0, 4, |i| i < fixed);
     let v2 = [
-        (FIXED_CTR_CTRL, "IA32_FIXED_CTR_CTRL"),
-        (GLOBAL_STATUS, "IA32_PERF_GLOBAL_STATUS"),
-        (GLOBAL_CTRL, "IA32_PERF_GLOBAL_CTRL"),
-        (GLOBAL_OVF_CTRL, "IA32_PERF_GLOBAL_OVF_CTRL"),
+        (IA32_FIXED_CTR_CTRL, "IA32_FIXED_CTR_CTRL"),
+        (IA32_PERF_GLOBAL_STATUS, "IA32_PERF_GLOBAL_STATUS"),
+        (IA32_PERF_GLOBAL_CTRL, "IA32_PERF_GLOBAL_CTRL"),
+        (IA32_PERF_GLOBAL_OVF_CTRL, "IA32_PERF_GLOBAL_OVF_CTRL"),
     ];
     let bad = v2.iter().find(|(m, _)| !exists_rw(*m, v >= 2));
     agg::check(
@@ -163,8 +163,8 @@ fn existence(cfg: &Config) {
         format_args!("wrong: {:?}", bad.map(|b| b.1)),
     );
     let v4 = [
-        (GLOBAL_STATUS_SET, "IA32_PERF_GLOBAL_STATUS_SET"),
-        (GLOBAL_INUSE, "IA32_PERF_GLOBAL_INUSE"),
+        (IA32_PERF_GLOBAL_STATUS_SET, "IA32_PERF_GLOBAL_STATUS_SET"),
+        (IA32_PERF_GLOBAL_INUSE, "IA32_PERF_GLOBAL_INUSE"),
     ];
     let bad = v4.iter().find(|(m, _)| !exists_rw(*m, v >= 4));
     agg::check(
@@ -238,20 +238,23 @@ fn fixed_ctrl_rules(cfg: &Config) {
     for i in 0..n {
         all |= nibble(i, F_OS | F_USR | F_PMI);
     }
-    let wr = try_wrmsr(FIXED_CTR_CTRL, all);
+    let wr = try_wrmsr(IA32_FIXED_CTR_CTRL, all);
     agg::check(
         format_args!("IA32_FIXED_CTR_CTRL: EN/PMI nibbles of {n} counters read back"),
-        wr.is_ok() && r(FIXED_CTR_CTRL) == all,
-        format_args!("wrmsr {all:#x}: {wr:x?}, read {:#x}", r(FIXED_CTR_CTRL)),
+        wr.is_ok() && r(IA32_FIXED_CTR_CTRL) == all,
+        format_args!(
+            "wrmsr {all:#x}: {wr:x?}, read {:#x}",
+            r(IA32_FIXED_CTR_CTRL)
+        ),
     );
-    w(FIXED_CTR_CTRL, 0);
+    w(IA32_FIXED_CTR_CTRL, 0);
     if n > 0 {
-        let any = try_wrmsr(FIXED_CTR_CTRL, nibble(0, F_OS | F_ANY));
+        let any = try_wrmsr(IA32_FIXED_CTR_CTRL, nibble(0, F_OS | F_ANY));
         if cfg.version >= 3 {
             agg::check(
                 format_args!("IA32_FIXED_CTR_CTRL AnyThread accepted in v3+"),
-                any.is_ok() && r(FIXED_CTR_CTRL) == nibble(0, F_OS | F_ANY),
-                format_args!("wrmsr {any:x?}, read {:#x}", r(FIXED_CTR_CTRL)),
+                any.is_ok() && r(IA32_FIXED_CTR_CTRL) == nibble(0, F_OS | F_ANY),
+                format_args!("wrmsr {any:x?}, read {:#x}", r(IA32_FIXED_CTR_CTRL)),
             );
         } else {
             agg::gp(
@@ -259,43 +262,46 @@ fn fixed_ctrl_rules(cfg: &Config) {
                 any,
             );
         }
-        w(FIXED_CTR_CTRL, 0);
+        w(IA32_FIXED_CTR_CTRL, 0);
     }
     // Nibbles of absent counters and everything above bit 15.
     let bad = first_bad(64 - 4 * u32::from(n), |b| {
         let bit = 4 * u32::from(n) + b;
-        is_gp(try_wrmsr(FIXED_CTR_CTRL, 1 << bit))
+        is_gp(try_wrmsr(IA32_FIXED_CTR_CTRL, 1 << bit))
     });
     agg::check(
         format_args!("IA32_FIXED_CTR_CTRL bits of absent counters reserved (#GP)"),
-        bad.is_none() && r(FIXED_CTR_CTRL) == 0,
+        bad.is_none() && r(IA32_FIXED_CTR_CTRL) == 0,
         format_args!("bit {:?} accepted", bad.map(|b| b + 4 * u32::from(n))),
     );
 }
 
 fn global_ctrl_rules(cfg: &Config) {
     let mask = cfg.counter_mask();
-    let wr = try_wrmsr(GLOBAL_CTRL, mask);
+    let wr = try_wrmsr(IA32_PERF_GLOBAL_CTRL, mask);
     agg::check(
         format_args!("IA32_PERF_GLOBAL_CTRL: enable bits of every counter read back"),
-        wr.is_ok() && r(GLOBAL_CTRL) == mask,
-        format_args!("wrmsr {mask:#x}: {wr:x?}, read {:#x}", r(GLOBAL_CTRL)),
+        wr.is_ok() && r(IA32_PERF_GLOBAL_CTRL) == mask,
+        format_args!(
+            "wrmsr {mask:#x}: {wr:x?}, read {:#x}",
+            r(IA32_PERF_GLOBAL_CTRL)
+        ),
     );
     let bad = first_bad(64, |b| {
-        mask & (1 << b) != 0 || is_gp(try_wrmsr(GLOBAL_CTRL, 1 << b))
+        mask & (1 << b) != 0 || is_gp(try_wrmsr(IA32_PERF_GLOBAL_CTRL, 1 << b))
     });
     agg::check(
         format_args!("IA32_PERF_GLOBAL_CTRL bits of absent counters reserved (#GP)"),
-        bad.is_none() && r(GLOBAL_CTRL) == mask,
+        bad.is_none() && r(IA32_PERF_GLOBAL_CTRL) == mask,
         format_args!("bit {bad:?} accepted or value changed"),
     );
-    w(GLOBAL_CTRL, 0);
+    w(IA32_PERF_GLOBAL_CTRL, 0);
     agg::eq(
         format_args!("IA32_PERF_GLOBAL_CTRL = 0 reads back"),
-        r(GLOBAL_CTRL),
+        r(IA32_PERF_GLOBAL_CTRL),
         0,
     );
-    w(GLOBAL_CTRL, cfg.gp_mask());
+    w(IA32_PERF_GLOBAL_CTRL, cfg.gp_mask());
 }
 
 fn read_only_rules(cfg: &Config) {
@@ -308,16 +314,16 @@ fn read_only_rules(cfg: &Config) {
         format_args!("same value: {a:x?}, flipped FW_WRITE: {b:x?}"),
     );
     if cfg.version >= 2 {
-        let a = try_wrmsr(GLOBAL_STATUS, 0);
-        let b = try_wrmsr(GLOBAL_STATUS, 1);
+        let a = try_wrmsr(IA32_PERF_GLOBAL_STATUS, 0);
+        let b = try_wrmsr(IA32_PERF_GLOBAL_STATUS, 1);
         agg::check(
             format_args!("IA32_PERF_GLOBAL_STATUS is read-only (#GP)"),
-            is_gp(a) && is_gp(b) && r(GLOBAL_STATUS) == 0,
+            is_gp(a) && is_gp(b) && r(IA32_PERF_GLOBAL_STATUS) == 0,
             format_args!("wrmsr 0: {a:x?}, wrmsr 1: {b:x?}"),
         );
     }
     if cfg.version >= 4 {
-        let a = try_wrmsr(GLOBAL_INUSE, 0);
+        let a = try_wrmsr(IA32_PERF_GLOBAL_INUSE, 0);
         agg::gp(format_args!("IA32_PERF_GLOBAL_INUSE is read-only (#GP)"), a);
     }
 }
@@ -399,11 +405,14 @@ fn counter_writes(cfg: &Config) {
 }
 
 fn ovf_ctrl_rules(cfg: &Config) {
-    let a = try_wrmsr(GLOBAL_OVF_CTRL, cfg.counter_mask() | 3 << 62);
+    let a = try_wrmsr(IA32_PERF_GLOBAL_OVF_CTRL, cfg.counter_mask() | 3 << 62);
     agg::check(
         format_args!("IA32_PERF_GLOBAL_OVF_CTRL accepts counter bits and 63:62, reads 0"),
-        a.is_ok() && try_rdmsr(GLOBAL_OVF_CTRL) == Ok(0),
-        format_args!("wrmsr {a:x?}, read {:x?}", try_rdmsr(GLOBAL_OVF_CTRL)),
+        a.is_ok() && try_rdmsr(IA32_PERF_GLOBAL_OVF_CTRL) == Ok(0),
+        format_args!(
+            "wrmsr {a:x?}, read {:x?}",
+            try_rdmsr(IA32_PERF_GLOBAL_OVF_CTRL)
+        ),
     );
     let absent = if cfg.gp() < 32 {
         1u64 << cfg.gp()
@@ -412,38 +421,42 @@ fn ovf_ctrl_rules(cfg: &Config) {
     };
     agg::gp(
         format_args!("IA32_PERF_GLOBAL_OVF_CTRL bit of an absent counter #GPs"),
-        try_wrmsr(GLOBAL_OVF_CTRL, absent),
+        try_wrmsr(IA32_PERF_GLOBAL_OVF_CTRL, absent),
     );
 }
 
 fn status_set_rules(cfg: &Config) {
     let mask = cfg.counter_mask();
-    let a = try_wrmsr(GLOBAL_STATUS_SET, mask);
+    let a = try_wrmsr(IA32_PERF_GLOBAL_STATUS_SET, mask);
     agg::check(
-        format_args!("STATUS_SET sets every counter's GLOBAL_STATUS bit"),
-        a.is_ok() && r(GLOBAL_STATUS) == mask,
+        format_args!("STATUS_SET sets every counter's IA32_PERF_GLOBAL_STATUS bit"),
+        a.is_ok() && r(IA32_PERF_GLOBAL_STATUS) == mask,
         format_args!(
             "wrmsr {a:x?}, status {:#x}, want {mask:#x}",
-            r(GLOBAL_STATUS)
+            r(IA32_PERF_GLOBAL_STATUS)
         ),
     );
-    agg::eq(format_args!("STATUS_SET reads 0"), r(GLOBAL_STATUS_SET), 0);
-    w(GLOBAL_OVF_CTRL, 1);
+    agg::eq(
+        format_args!("STATUS_SET reads 0"),
+        r(IA32_PERF_GLOBAL_STATUS_SET),
+        0,
+    );
+    w(IA32_PERF_GLOBAL_OVF_CTRL, 1);
     agg::eq(
         format_args!("STATUS_RESET clears only the written bit (write-1-to-clear)"),
-        r(GLOBAL_STATUS),
+        r(IA32_PERF_GLOBAL_STATUS),
         mask & !1,
     );
-    w(GLOBAL_STATUS_SET, 0);
+    w(IA32_PERF_GLOBAL_STATUS_SET, 0);
     agg::eq(
         format_args!("STATUS_SET of 0 changes nothing"),
-        r(GLOBAL_STATUS),
+        r(IA32_PERF_GLOBAL_STATUS),
         mask & !1,
     );
-    w(GLOBAL_OVF_CTRL, mask);
+    w(IA32_PERF_GLOBAL_OVF_CTRL, mask);
     agg::eq(
-        format_args!("STATUS_RESET of all bits clears GLOBAL_STATUS"),
-        r(GLOBAL_STATUS),
+        format_args!("STATUS_RESET of all bits clears IA32_PERF_GLOBAL_STATUS"),
+        r(IA32_PERF_GLOBAL_STATUS),
         0,
     );
     let absent = if cfg.gp() < 32 {
@@ -451,10 +464,10 @@ fn status_set_rules(cfg: &Config) {
     } else {
         1 << 31
     };
-    let a = try_wrmsr(GLOBAL_STATUS_SET, absent);
+    let a = try_wrmsr(IA32_PERF_GLOBAL_STATUS_SET, absent);
     agg::check(
         format_args!("STATUS_SET bit of an absent counter #GPs"),
-        is_gp(a) && r(GLOBAL_STATUS) == 0,
+        is_gp(a) && r(IA32_PERF_GLOBAL_STATUS) == 0,
         format_args!("wrmsr {absent:#x}: {a:x?}"),
     );
 }
@@ -465,41 +478,41 @@ fn inuse_rules(cfg: &Config) {
     w(evtsel(last), CYCLES);
     agg::eq(
         format_args!("INUSE: PERFEVTSELx[7:0] != 0 sets bit x (without EN)"),
-        r(GLOBAL_INUSE),
+        r(IA32_PERF_GLOBAL_INUSE),
         lastbit,
     );
     w(evtsel(last), 0x0100);
     agg::eq(
         format_args!("INUSE: event select 0 with a unit mask leaves bit x clear"),
-        r(GLOBAL_INUSE),
+        r(IA32_PERF_GLOBAL_INUSE),
         0,
     );
     w(evtsel(last), INT);
     agg::eq(
         format_args!("INUSE: PERFEVTSELx.INT sets PMI_InUse (bit 63)"),
-        r(GLOBAL_INUSE),
+        r(IA32_PERF_GLOBAL_INUSE),
         1 << 63,
     );
     w(evtsel(last), 0);
     if cfg.fixed() > 0 {
         let f = cfg.fixed() - 1;
-        w(FIXED_CTR_CTRL, nibble(f, F_OS));
+        w(IA32_FIXED_CTR_CTRL, nibble(f, F_OS));
         agg::eq(
             format_args!("INUSE: fixed counter EN field sets bit 32+i"),
-            r(GLOBAL_INUSE),
+            r(IA32_PERF_GLOBAL_INUSE),
             fixed_bit(f),
         );
-        w(FIXED_CTR_CTRL, nibble(f, F_PMI));
+        w(IA32_FIXED_CTR_CTRL, nibble(f, F_PMI));
         agg::eq(
             format_args!("INUSE: fixed PMI bit alone sets only PMI_InUse"),
-            r(GLOBAL_INUSE),
+            r(IA32_PERF_GLOBAL_INUSE),
             1 << 63,
         );
-        w(FIXED_CTR_CTRL, 0);
+        w(IA32_FIXED_CTR_CTRL, 0);
     }
     agg::eq(
         format_args!("INUSE: 0 when nothing is programmed"),
-        r(GLOBAL_INUSE),
+        r(IA32_PERF_GLOBAL_INUSE),
         0,
     );
 }

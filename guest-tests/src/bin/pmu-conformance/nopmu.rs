@@ -14,12 +14,20 @@ pub fn all_msrs() -> impl Iterator<Item = (u32, &'static str, u8)> {
         .chain(per(IA32_FIXED_CTR0, 4, "IA32_FIXED_CTR"))
         .chain([
             (IA32_PERF_CAPABILITIES, "IA32_PERF_CAPABILITIES", u8::MAX),
-            (FIXED_CTR_CTRL, "IA32_FIXED_CTR_CTRL", u8::MAX),
-            (GLOBAL_STATUS, "IA32_PERF_GLOBAL_STATUS", u8::MAX),
-            (GLOBAL_CTRL, "IA32_PERF_GLOBAL_CTRL", u8::MAX),
-            (GLOBAL_OVF_CTRL, "IA32_PERF_GLOBAL_OVF_CTRL", u8::MAX),
-            (GLOBAL_STATUS_SET, "IA32_PERF_GLOBAL_STATUS_SET", u8::MAX),
-            (GLOBAL_INUSE, "IA32_PERF_GLOBAL_INUSE", u8::MAX),
+            (IA32_FIXED_CTR_CTRL, "IA32_FIXED_CTR_CTRL", u8::MAX),
+            (IA32_PERF_GLOBAL_STATUS, "IA32_PERF_GLOBAL_STATUS", u8::MAX),
+            (IA32_PERF_GLOBAL_CTRL, "IA32_PERF_GLOBAL_CTRL", u8::MAX),
+            (
+                IA32_PERF_GLOBAL_OVF_CTRL,
+                "IA32_PERF_GLOBAL_OVF_CTRL",
+                u8::MAX,
+            ),
+            (
+                IA32_PERF_GLOBAL_STATUS_SET,
+                "IA32_PERF_GLOBAL_STATUS_SET",
+                u8::MAX,
+            ),
+            (IA32_PERF_GLOBAL_INUSE, "IA32_PERF_GLOBAL_INUSE", u8::MAX),
         ])
 }
 

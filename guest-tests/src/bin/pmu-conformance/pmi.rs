@@ -1,5 +1,5 @@
 //! Overflow and PMIs: a counter preloaded close to 2^48 wraps, sets its
-//! GLOBAL_STATUS bit, and with INT raises a PMI through LVTPC (NMI or fixed
+//! IA32_PERF_GLOBAL_STATUS bit, and with INT raises a PMI through LVTPC (NMI or fixed
 //! delivery), after which LVTPC is masked; a masked LVTPC delivers nothing.
 //! Runs on one CPU at a time.
 
@@ -19,7 +19,7 @@ const TIMEOUT: u64 = 2_000_000_000;
 const MAX: usize = smp::MAX_CPUS;
 static NMI_COUNT: [AtomicU32; MAX] = [const { AtomicU32::new(0) }; MAX];
 static VEC_COUNT: [AtomicU32; MAX] = [const { AtomicU32::new(0) }; MAX];
-/// GLOBAL_STATUS read inside the last handler (u64::MAX: unreadable).
+/// IA32_PERF_GLOBAL_STATUS read inside the last handler (u64::MAX: unreadable).
 static STATUS_IN_HANDLER: [AtomicU64; MAX] = [const { AtomicU64::new(0) }; MAX];
 static LVT_IN_HANDLER: [AtomicU32; MAX] = [const { AtomicU32::new(0) }; MAX];
 static VERSION: AtomicU32 = AtomicU32::new(0);
@@ -27,7 +27,7 @@ static VERSION: AtomicU32 = AtomicU32::new(0);
 fn record(count: &AtomicU32) {
     let cpu = smp::this_cpu() as usize % MAX;
     let status = if VERSION.load(Ordering::Relaxed) >= 2 {
-        try_rdmsr(GLOBAL_STATUS).unwrap_or(u64::MAX)
+        try_rdmsr(IA32_PERF_GLOBAL_STATUS).unwrap_or(u64::MAX)
     } else {
         0
     };
@@ -128,10 +128,10 @@ impl Ctr {
                 w(evtsel(i), CYCLES | EN | OS | if int { INT } else { 0 });
             }
             Ctr::Fixed(i) => {
-                w(FIXED_CTR_CTRL, 0);
+                w(IA32_FIXED_CTR_CTRL, 0);
                 w(fixed_ctr(i), (1 << 48) - PRELOAD);
                 w(
-                    FIXED_CTR_CTRL,
+                    IA32_FIXED_CTR_CTRL,
                     nibble(i, F_OS | if int { F_PMI } else { 0 }),
                 );
             }
@@ -143,7 +143,7 @@ impl Ctr {
         global_enable(cfg, 0);
         match self {
             Ctr::Legacy(i) | Ctr::Full(i) => w(evtsel(i), 0),
-            Ctr::Fixed(_) => w(FIXED_CTR_CTRL, 0),
+            Ctr::Fixed(_) => w(IA32_FIXED_CTR_CTRL, 0),
         }
     }
 }
@@ -168,9 +168,9 @@ pub fn per_cpu(_cpu: u32) {
     }
     if cfg.version >= 2 && cfg.version < 4 {
         agg::check(
-            format_args!("overflow status cleared with GLOBAL_OVF_CTRL (v2/v3)"),
-            r(GLOBAL_STATUS) == 0,
-            format_args!("status {:#x}", r(GLOBAL_STATUS)),
+            format_args!("overflow status cleared with IA32_PERF_GLOBAL_OVF_CTRL (v2/v3)"),
+            r(IA32_PERF_GLOBAL_STATUS) == 0,
+            format_args!("status {:#x}", r(IA32_PERF_GLOBAL_STATUS)),
         );
     }
     instructions_overflow(&cfg);
@@ -218,7 +218,7 @@ fn overflow_no_int(cfg: &Config, c: Ctr) {
     c.start(cfg, false);
     let v = wait_wrap(c.read_msr());
     let status = if cfg.version >= 2 {
-        r(GLOBAL_STATUS)
+        r(IA32_PERF_GLOBAL_STATUS)
     } else {
         0
     };
@@ -235,17 +235,20 @@ fn overflow_no_int(cfg: &Config, c: Ctr) {
     );
     if cfg.version >= 2 {
         agg::eq(
-            format_args!("{}: overflow sets its GLOBAL_STATUS bit (only)", c.name()),
+            format_args!(
+                "{}: overflow sets its IA32_PERF_GLOBAL_STATUS bit (only)",
+                c.name()
+            ),
             status,
             c.bit(),
         );
-        w(GLOBAL_OVF_CTRL, c.bit());
+        w(IA32_PERF_GLOBAL_OVF_CTRL, c.bit());
         agg::eq(
             format_args!(
                 "{}: STATUS_RESET/OVF_CTRL clears the overflow bit",
                 c.name()
             ),
-            r(GLOBAL_STATUS),
+            r(IA32_PERF_GLOBAL_STATUS),
             0,
         );
     }
@@ -290,7 +293,7 @@ fn instructions_overflow(cfg: &Config) {
     }
     let v = r(pmc(0));
     let status = if cfg.version >= 2 {
-        r(GLOBAL_STATUS)
+        r(IA32_PERF_GLOBAL_STATUS)
     } else {
         1
     };
@@ -337,7 +340,9 @@ fn pmi(cfg: &Config, c: Ctr, lvt: u32, mode: &str) {
     );
     if cfg.version >= 2 {
         agg::check(
-            format_args!("{mode} PMI: GLOBAL_STATUS has the counter's bit in the handler"),
+            format_args!(
+                "{mode} PMI: IA32_PERF_GLOBAL_STATUS has the counter's bit in the handler"
+            ),
             status != u64::MAX && status & c.bit() != 0,
             format_args!("status {status:#x}, bit {:#x}", c.bit()),
         );
@@ -350,7 +355,7 @@ fn pmi(cfg: &Config, c: Ctr, lvt: u32, mode: &str) {
     // Linux's PMI handler pattern: clear status, re-preload, unmask LVTPC:
     // the next overflow interrupts again.
     if cfg.version >= 2 {
-        w(GLOBAL_OVF_CTRL, cfg.counter_mask());
+        w(IA32_PERF_GLOBAL_OVF_CTRL, cfg.counter_mask());
     }
     lapic::set_lvt_perf(lvt);
     let before = counts();
@@ -376,7 +381,7 @@ fn masked(cfg: &Config, c: Ctr) {
     spin(PRELOAD);
     irq::disable();
     let status = if cfg.version >= 2 {
-        r(GLOBAL_STATUS)
+        r(IA32_PERF_GLOBAL_STATUS)
     } else {
         0
     };
@@ -394,7 +399,7 @@ fn masked(cfg: &Config, c: Ctr) {
     );
     if cfg.version >= 2 {
         agg::eq(
-            format_args!("masked LVTPC: GLOBAL_STATUS still records the overflow"),
+            format_args!("masked LVTPC: IA32_PERF_GLOBAL_STATUS still records the overflow"),
             status,
             c.bit(),
         );
@@ -406,14 +411,14 @@ fn status_set_no_pmi(cfg: &Config) {
     reset(cfg);
     lapic::set_lvt_perf(lapic::LVT_NMI);
     let before = counts();
-    let a = try_wrmsr(GLOBAL_STATUS_SET, cfg.counter_mask());
+    let a = try_wrmsr(IA32_PERF_GLOBAL_STATUS_SET, cfg.counter_mask());
     irq::enable();
     spin(PRELOAD);
     irq::disable();
     let after = counts();
     agg::check(
         format_args!("STATUS_SET sets status bits without raising a PMI"),
-        a.is_ok() && after == before && r(GLOBAL_STATUS) == cfg.counter_mask(),
+        a.is_ok() && after == before && r(IA32_PERF_GLOBAL_STATUS) == cfg.counter_mask(),
         format_args!("wrmsr {a:x?}, PMIs {before:?} -> {after:?}"),
     );
     reset(cfg);

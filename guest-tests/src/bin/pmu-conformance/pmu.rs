@@ -1,40 +1,9 @@
 //! Architectural PMU constants, the configuration read from CPUID, and
 //! helpers shared by the test modules.
 
+pub use guest_tests::pmu::*;
 use guest_tests::sync::SpinLock;
 use guest_tests::{cpuid, lapic, msr, try_rdmsr, try_wrmsr};
-
-pub const IA32_PMC0: u32 = 0xC1;
-pub const IA32_PERFEVTSEL0: u32 = 0x186;
-pub const IA32_A_PMC0: u32 = 0x4C1;
-pub const IA32_FIXED_CTR0: u32 = 0x309;
-pub const IA32_PERF_CAPABILITIES: u32 = 0x345;
-pub const FIXED_CTR_CTRL: u32 = 0x38D;
-pub const GLOBAL_STATUS: u32 = 0x38E;
-pub const GLOBAL_CTRL: u32 = 0x38F;
-pub const GLOBAL_OVF_CTRL: u32 = 0x390;
-pub const GLOBAL_STATUS_SET: u32 = 0x391;
-pub const GLOBAL_INUSE: u32 = 0x392;
-
-pub const PERF_CAP_FW_WRITE: u64 = 1 << 13;
-pub const CPUID_1_ECX_PDCM: u32 = 1 << 15;
-
-pub const USR: u64 = 1 << 16;
-pub const OS: u64 = 1 << 17;
-pub const EDGE: u64 = 1 << 18;
-pub const PC: u64 = 1 << 19;
-pub const INT: u64 = 1 << 20;
-pub const ANY: u64 = 1 << 21;
-pub const EN: u64 = 1 << 22;
-pub const INV: u64 = 1 << 23;
-
-/// Fixed-counter control nibble bits.
-pub const F_OS: u64 = 1;
-pub const F_USR: u64 = 2;
-pub const F_ANY: u64 = 4;
-pub const F_PMI: u64 = 8;
-
-pub const MASK48: u64 = (1 << 48) - 1;
 
 /// Event select + unit mask of the architectural events, by CPUID.0AH:EBX bit.
 pub const ARCH_EVENTS: [(&str, u64); 8] = [
@@ -183,12 +152,12 @@ pub fn r(index: u32) -> u64 {
 }
 
 /// Put every PMU MSR of this CPU back to its reset state (counters stopped
-/// and zero, status clear, GLOBAL_CTRL at its reset value) and mask LVTPC.
+/// and zero, status clear, IA32_PERF_GLOBAL_CTRL at its reset value) and mask LVTPC.
 pub fn reset(cfg: &Config) {
     lapic::set_lvt_perf(lapic::LVT_MASKED);
     if cfg.version >= 2 {
-        w(GLOBAL_CTRL, 0);
-        w(FIXED_CTR_CTRL, 0);
+        w(IA32_PERF_GLOBAL_CTRL, 0);
+        w(IA32_FIXED_CTR_CTRL, 0);
     }
     for i in 0..cfg.gp() {
         w(evtsel(i), 0);
@@ -198,15 +167,15 @@ pub fn reset(cfg: &Config) {
         w(fixed_ctr(i), 0);
     }
     if cfg.version >= 2 {
-        w(GLOBAL_OVF_CTRL, cfg.counter_mask());
-        w(GLOBAL_CTRL, cfg.gp_mask());
+        w(IA32_PERF_GLOBAL_OVF_CTRL, cfg.counter_mask());
+        w(IA32_PERF_GLOBAL_CTRL, cfg.gp_mask());
     }
 }
 
-/// Enable exactly `bits` in GLOBAL_CTRL (version 2+; nothing on version 1).
+/// Enable exactly `bits` in IA32_PERF_GLOBAL_CTRL (version 2+; nothing on version 1).
 pub fn global_enable(cfg: &Config, bits: u64) {
     if cfg.version >= 2 {
-        w(GLOBAL_CTRL, bits);
+        w(IA32_PERF_GLOBAL_CTRL, bits);
     }
 }
 
