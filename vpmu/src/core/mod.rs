@@ -31,7 +31,7 @@ mod list;
 pub mod pmu_context;
 pub mod policy;
 pub mod rotation;
-mod slab;
+pub(crate) mod slab;
 pub mod time;
 pub mod vcpu;
 

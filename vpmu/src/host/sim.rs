@@ -19,6 +19,7 @@
 
 use super::profile::{PmuKind, Profile};
 use super::{EventName, HostBackend, HostError, HostEvent, HostHandle, HostReading};
+use crate::core::slab::Slab;
 
 const RATE_SHIFT: u32 = 20;
 const MULT_ONE: u64 = 1 << 10;
@@ -93,8 +94,7 @@ struct SimCounter {
 #[derive(Debug)]
 pub struct SimBackend {
     profile: Profile,
-    counters: Vec<Option<SimCounter>>,
-    free: Vec<u32>,
+    counters: Slab<SimCounter>,
     /// Per PMU, per counter: how many enabled host counters claim it.
     occupancy: Vec<[u8; super::profile::MAX_COUNTERS]>,
     workloads: Vec<Workload>,
@@ -108,8 +108,7 @@ impl SimBackend {
         let n = profile.pmus.len();
         SimBackend {
             profile,
-            counters: Vec::new(),
-            free: Vec::new(),
+            counters: Slab::default(),
             occupancy: vec![[0; super::profile::MAX_COUNTERS]; n],
             workloads: vec![Workload::steady(); EventName::ALL.len()],
             closed_total: 0,
@@ -146,7 +145,7 @@ impl SimBackend {
         let open: u64 = self
             .counters
             .iter()
-            .flatten()
+            .map(|(_, c)| c)
             .map(|c| self.count_of(c, now))
             .sum();
         self.closed_total + open
@@ -154,11 +153,11 @@ impl SimBackend {
 
     /// Open counters, and how many are enabled.
     pub fn open_counters(&self) -> (usize, usize) {
-        let open = self.counters.iter().flatten().count();
+        let open = self.counters.iter().count();
         let enabled = self
             .counters
             .iter()
-            .flatten()
+            .map(|(_, c)| c)
             .filter(|c| c.enabled_at.is_some())
             .count();
         (open, enabled)
@@ -168,7 +167,7 @@ impl SimBackend {
     pub fn enabled_on(&self, pmu: usize) -> usize {
         self.counters
             .iter()
-            .flatten()
+            .map(|(_, c)| c)
             .filter(|c| c.enabled_at.is_some() && c.event.pmu == pmu)
             .count()
     }
@@ -185,7 +184,7 @@ impl SimBackend {
                 ));
             }
         }
-        for c in self.counters.iter().flatten() {
+        for c in self.counters.iter().map(|(_, c)| c) {
             if c.enabled_at.is_none() {
                 continue;
             }
@@ -218,17 +217,11 @@ impl SimBackend {
     }
 
     fn get(&self, h: HostHandle) -> Result<&SimCounter, HostError> {
-        self.counters
-            .get(h.0 as usize)
-            .and_then(Option::as_ref)
-            .ok_or(HostError::BadHandle(h))
+        self.counters.get(h.0).ok_or(HostError::BadHandle(h))
     }
 
     fn get_mut(&mut self, h: HostHandle) -> Result<&mut SimCounter, HostError> {
-        self.counters
-            .get_mut(h.0 as usize)
-            .and_then(Option::as_mut)
-            .ok_or(HostError::BadHandle(h))
+        self.counters.get_mut(h.0).ok_or(HostError::BadHandle(h))
     }
 }
 
@@ -256,17 +249,7 @@ impl HostBackend for SimBackend {
             acc: 0,
             time_running: 0,
         };
-        let h = match self.free.pop() {
-            Some(i) => {
-                self.counters[i as usize] = Some(c);
-                i
-            }
-            None => {
-                self.counters.push(Some(c));
-                (self.counters.len() - 1) as u32
-            }
-        };
-        Ok(HostHandle(h))
+        Ok(HostHandle(self.counters.insert(c)))
     }
 
     fn enable(&mut self, h: HostHandle, slot: Option<u8>, now: u64) -> Result<(), HostError> {
@@ -367,8 +350,7 @@ impl HostBackend for SimBackend {
             ((c.rate_q as u128 * c.acc) >> TOTAL_SHIFT) as u64
         };
         self.closed_total += final_count;
-        self.counters[h.0 as usize] = None;
-        self.free.push(h.0);
+        self.counters.remove(h.0);
         Ok(())
     }
 

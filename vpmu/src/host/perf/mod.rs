@@ -71,6 +71,7 @@ pub mod discover;
 pub mod sys;
 pub mod translate;
 
+use crate::core::slab::Slab;
 use std::collections::VecDeque;
 use std::io;
 
@@ -126,8 +127,7 @@ pub struct PerfBackend {
     tsc_khz: u64,
     signal: Option<i32>,
     tid: pid_t,
-    counters: Vec<Option<PerfCounter>>,
-    free: Vec<u32>,
+    counters: Slab<PerfCounter>,
     idle: VecDeque<(AttrSpec, PerfFd)>,
     opens: u64,
 }
@@ -150,8 +150,7 @@ impl PerfBackend {
             tsc_khz: tsc_khz.max(1),
             signal,
             tid,
-            counters: Vec::new(),
-            free: Vec::new(),
+            counters: Slab::default(),
             idle: VecDeque::new(),
             opens: 0,
         }
@@ -171,7 +170,7 @@ impl PerfBackend {
     pub fn fds(&self) -> usize {
         self.counters
             .iter()
-            .flatten()
+            .map(|(_, c)| c)
             .filter(|c| c.fd.is_some())
             .count()
             + self.idle.len()
@@ -190,17 +189,11 @@ impl PerfBackend {
     }
 
     fn get(&self, h: HostHandle) -> Result<&PerfCounter, HostError> {
-        self.counters
-            .get(h.0 as usize)
-            .and_then(Option::as_ref)
-            .ok_or(HostError::BadHandle(h))
+        self.counters.get(h.0).ok_or(HostError::BadHandle(h))
     }
 
     fn get_mut(&mut self, h: HostHandle) -> Result<&mut PerfCounter, HostError> {
-        self.counters
-            .get_mut(h.0 as usize)
-            .and_then(Option::as_mut)
-            .ok_or(HostError::BadHandle(h))
+        self.counters.get_mut(h.0).ok_or(HostError::BadHandle(h))
     }
 
     fn open_fd(&mut self, spec: &AttrSpec, event: &HostEvent) -> Result<PerfFd, HostError> {
@@ -291,17 +284,7 @@ impl HostBackend for PerfBackend {
             last_count: 0,
             failed: false,
         };
-        let h = match self.free.pop() {
-            Some(i) => {
-                self.counters[i as usize] = Some(c);
-                i
-            }
-            None => {
-                self.counters.push(Some(c));
-                (self.counters.len() - 1) as u32
-            }
-        };
-        Ok(HostHandle(h))
+        Ok(HostHandle(self.counters.insert(c)))
     }
 
     fn enable(&mut self, h: HostHandle, _slot: Option<u8>, _now: u64) -> Result<(), HostError> {
@@ -395,12 +378,7 @@ impl HostBackend for PerfBackend {
     }
 
     fn close(&mut self, h: HostHandle) -> Result<(), HostError> {
-        let c = self
-            .counters
-            .get_mut(h.0 as usize)
-            .and_then(Option::take)
-            .ok_or(HostError::BadHandle(h))?;
-        self.free.push(h.0);
+        let c = self.counters.remove(h.0).ok_or(HostError::BadHandle(h))?;
         let Some(fd) = c.fd else { return Ok(()) };
         // Park the fd for reuse only if it is healthy and quiet.
         let parked = !c.failed
