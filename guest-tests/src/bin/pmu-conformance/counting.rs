@@ -54,11 +54,11 @@ const LONG: u64 = 130_000_000;
 
 /// Core cycles on GP counter 0 and fixed counter 1 at once over a ~50 ms
 /// busy loop: both non-zero, monotonic across reads, each within
-/// LOW..=HIGH % of the TSC delta (best of a few tries: a descheduled vCPU
+/// LOW..=HIGH % of the TSC delta (best of ten tries: a descheduled vCPU
 /// thread lags the TSC).
 fn core_cycles_together(cfg: &Config) {
     let mut best: Option<(u64, u64, u64, bool)> = None;
-    for _ in 0..5 {
+    for _ in 0..10 {
         w(evtsel(0), 0);
         w(pmc(0), 0);
         w(IA32_FIXED_CTR_CTRL, 0);
