@@ -51,6 +51,23 @@ pub struct CounterConfig {
     pub overflow_after: Option<u64>,
 }
 
+impl CounterConfig {
+    /// `event` counted at every privilege level, with no edge detect,
+    /// inversion, counter mask, AnyThread or interrupt.
+    pub const fn counting(event: EventCode) -> Self {
+        CounterConfig {
+            event,
+            usr: true,
+            os: true,
+            edge: false,
+            inv: false,
+            cmask: 0,
+            any_thread: false,
+            overflow_after: None,
+        }
+    }
+}
+
 /// Something that counts events for running guest counters.
 pub trait CountSource {
     /// `counter` starts counting with `config`, or its configuration changed.

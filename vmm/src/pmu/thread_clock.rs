@@ -166,14 +166,8 @@ mod tests {
 
     fn config(event: EventCode, os: bool) -> CounterConfig {
         CounterConfig {
-            event,
-            usr: true,
             os,
-            edge: false,
-            inv: false,
-            cmask: 0,
-            any_thread: false,
-            overflow_after: None,
+            ..CounterConfig::counting(event)
         }
     }
 

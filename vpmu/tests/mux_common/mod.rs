@@ -11,16 +11,7 @@ use vpmu::source::{CounterConfig, EventCode};
 pub const MS: u64 = 1_000_000;
 
 pub fn cfg(select: u8, umask: u8) -> CounterConfig {
-    CounterConfig {
-        event: EventCode { select, umask },
-        usr: true,
-        os: true,
-        edge: false,
-        inv: false,
-        cmask: 0,
-        any_thread: false,
-        overflow_after: None,
-    }
+    CounterConfig::counting(EventCode { select, umask })
 }
 
 pub const CYCLES: (u8, u8) = (0x3C, 0x00);

@@ -76,16 +76,7 @@ pub fn intel(gp: u32, fixed: u32) -> CpuInfo {
 
 /// A counting guest configuration.
 pub fn config(select: u8, umask: u8) -> CounterConfig {
-    CounterConfig {
-        event: EventCode { select, umask },
-        usr: true,
-        os: true,
-        edge: false,
-        inv: false,
-        cmask: 0,
-        any_thread: false,
-        overflow_after: None,
-    }
+    CounterConfig::counting(EventCode { select, umask })
 }
 
 /// Nanoseconds of CPU time of the calling thread.
