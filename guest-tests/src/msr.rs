@@ -29,17 +29,17 @@ pub fn wrmsr(index: u32, value: u64) {
     }
 }
 
-/// `rdmsr` that reports a fault instead of crashing.
-pub fn try_rdmsr(index: u32) -> Result<u64, Fault> {
-    let (rax, rdx): (u64, u64);
-    let faulted: u32;
-    // SAFETY: the rdmsr at label 2 is listed in the exception table with fixup
-    // label 3: on a fault the handler resumes at 3 with RAX = vector and
-    // RDX = error code; every register it touches is an output here.
-    unsafe {
+/// Runs the one instruction `$insn` with an exception-table entry: if it
+/// faults, the handler resumes at the fixup label with RAX = vector and
+/// RDX = error code. Evaluates to non-zero when it faulted. The caller
+/// passes the instruction's operands (trailing comma) and wraps the use in
+/// `unsafe` with its own SAFETY argument.
+macro_rules! guarded {
+    ($insn:literal, $($operand:tt)*) => {{
+        let faulted: u32;
         asm!(
             "xor {f:e}, {f:e}",
-            "2: rdmsr",
+            concat!("2: ", $insn),
             "jmp 4f",
             "3: mov {f:e}, 1",
             "4:",
@@ -48,12 +48,15 @@ pub fn try_rdmsr(index: u32) -> Result<u64, Fault> {
             ".quad 2b, 3b",
             ".popsection",
             f = out(reg) faulted,
-            in("ecx") index,
-            out("rax") rax,
-            out("rdx") rdx,
+            $($operand)*
             options(nostack),
         );
-    }
+        faulted
+    }};
+}
+
+/// The value in EDX:EAX, or the fault the guarded instruction took.
+fn edx_eax(faulted: u32, rax: u64, rdx: u64) -> Result<u64, Fault> {
     if faulted != 0 {
         Err(Fault::from_regs(rax, rdx))
     } else {
@@ -61,66 +64,38 @@ pub fn try_rdmsr(index: u32) -> Result<u64, Fault> {
     }
 }
 
+/// `rdmsr` that reports a fault instead of crashing.
+pub fn try_rdmsr(index: u32) -> Result<u64, Fault> {
+    let (rax, rdx): (u64, u64);
+    // SAFETY: the rdmsr is listed in the exception table with its fixup: on
+    // a fault the handler resumes there with RAX = vector and RDX = error
+    // code; every register the sequence touches is an operand here.
+    let faulted = unsafe { guarded!("rdmsr", in("ecx") index, out("rax") rax, out("rdx") rdx,) };
+    edx_eax(faulted, rax, rdx)
+}
+
 /// `wrmsr` that reports a fault instead of crashing.
 pub fn try_wrmsr(index: u32, value: u64) -> Result<(), Fault> {
     let (rax, rdx): (u64, u64);
-    let faulted: u32;
-    // SAFETY: as in `try_rdmsr`; the wrmsr at label 2 has fixup label 3 and
-    // RAX/RDX are in-out operands.
-    unsafe {
-        asm!(
-            "xor {f:e}, {f:e}",
-            "2: wrmsr",
-            "jmp 4f",
-            "3: mov {f:e}, 1",
-            "4:",
-            ".pushsection .rt_extable, \"a\"",
-            ".balign 8",
-            ".quad 2b, 3b",
-            ".popsection",
-            f = out(reg) faulted,
+    // SAFETY: as in `try_rdmsr`; RAX/RDX are in-out operands.
+    let faulted = unsafe {
+        guarded!(
+            "wrmsr",
             in("ecx") index,
             inout("rax") value & 0xFFFF_FFFF => rax,
             inout("rdx") value >> 32 => rdx,
-            options(nostack),
-        );
-    }
-    if faulted != 0 {
-        Err(Fault::from_regs(rax, rdx))
-    } else {
-        Ok(())
-    }
+        )
+    };
+    edx_eax(faulted, rax, rdx).map(|_| ())
 }
 
 /// `rdpmc` that reports a fault instead of crashing (under KVM without its
 /// own vPMU, RDPMC raises #GP).
 pub fn try_rdpmc(counter: u32) -> Result<u64, Fault> {
     let (rax, rdx): (u64, u64);
-    let faulted: u32;
     // SAFETY: as in `try_rdmsr`.
-    unsafe {
-        asm!(
-            "xor {f:e}, {f:e}",
-            "2: rdpmc",
-            "jmp 4f",
-            "3: mov {f:e}, 1",
-            "4:",
-            ".pushsection .rt_extable, \"a\"",
-            ".balign 8",
-            ".quad 2b, 3b",
-            ".popsection",
-            f = out(reg) faulted,
-            in("ecx") counter,
-            out("rax") rax,
-            out("rdx") rdx,
-            options(nostack),
-        );
-    }
-    if faulted != 0 {
-        Err(Fault::from_regs(rax, rdx))
-    } else {
-        Ok((rdx << 32) | (rax & 0xFFFF_FFFF))
-    }
+    let faulted = unsafe { guarded!("rdpmc", in("ecx") counter, out("rax") rax, out("rdx") rdx,) };
+    edx_eax(faulted, rax, rdx)
 }
 
 /// Result of `cpuid`.
