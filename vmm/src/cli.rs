@@ -137,6 +137,7 @@ impl RunArgs {
         };
         let pmu = PmuConfig {
             enabled: self.vpmu.on(),
+            arch: vpmu::config::PmuArch::Intel,
             version: self.pmu_version,
             gp_counters: self.gp_counters,
             fixed_counters: self.fixed_counters.unwrap_or(if self.pmu_version == 1 {

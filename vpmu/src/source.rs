@@ -21,10 +21,13 @@ pub enum CounterIndex {
     Fixed(u8),
 }
 
-/// An event as the SDM encodes it: event select and unit mask.
+/// An event as the guest's event select encodes it: event select and unit
+/// mask. Intel event selects are 8 bits; AMD's are 12 (`EventSelect[11:8]`
+/// in `PERF_CTL[35:32]`). Which vendor's encoding it is follows from the
+/// guest PMU architecture ([`crate::config::PmuArch`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EventCode {
-    pub select: u8,
+    pub select: u16,
     pub umask: u8,
 }
 

@@ -6,7 +6,8 @@ mod guest_mock;
 
 use guest_mock::{Call, Mock};
 use proptest::prelude::*;
-use vpmu::config::PmuConfig;
+use vpmu::arch::msr::evtsel;
+use vpmu::config::{PmuArch, PmuConfig};
 use vpmu::guest::GuestPmu;
 use vpmu::source::CounterIndex;
 
@@ -84,6 +85,7 @@ fn config() -> impl Strategy<Value = PmuConfig> {
             };
             PmuConfig {
                 enabled,
+                arch: PmuArch::Intel,
                 version,
                 gp_counters: gp,
                 fixed_counters: fixed,
@@ -278,7 +280,7 @@ proptest! {
                     if g.evtsel & 0xFF != 0 {
                         expect |= 1 << g.index;
                     }
-                    pmi |= g.select.int;
+                    pmi |= g.evtsel & evtsel::INT != 0;
                 }
                 for f in &after.fixed {
                     if f.ctrl.os || f.ctrl.usr {

@@ -10,7 +10,7 @@ use vpmu::host::EventName;
 use vpmu::source::{CountSource, CounterIndex};
 use vpmu::stats::CounterState;
 
-const EVENTS: [(u8, u8); 4] = [LLC_REFS, LLC_MISSES, BRANCHES, BRANCH_MISSES];
+const EVENTS: [(u16, u8); 4] = [LLC_REFS, LLC_MISSES, BRANCHES, BRANCH_MISSES];
 const NAMES: [EventName; 4] = [
     EventName::CacheReferences,
     EventName::CacheMisses,

@@ -264,22 +264,16 @@ pub fn render_table(vm: &VmInfo, vcpus: &[VcpuPmu], host_pmus: &[HostPmuInfo]) -
                 // No multiplexer: the guest-visible values are the counts.
                 let gp = g.gp.iter().filter(|c| c.enabled || c.value != 0).map(|c| {
                     let ev = c.event_name.clone().unwrap_or_else(|| {
-                        format!("raw:0x{:02x}{:02x}", c.select.umask, c.select.event)
+                        let code = c.select.code();
+                        format!("raw:0x{:02x}{:02x}", code.umask, code.select)
                     });
-                    (format!("gp{}", c.index), ev, c.value, c.running)
+                    (c.name.clone(), ev, c.value, c.running)
                 });
                 let fixed = g
                     .fixed
                     .iter()
                     .filter(|c| c.enabled || c.value != 0)
-                    .map(|c| {
-                        (
-                            format!("fixed{}", c.index),
-                            c.event_name.clone(),
-                            c.value,
-                            c.running,
-                        )
-                    });
+                    .map(|c| (c.name.clone(), c.event_name.clone(), c.value, c.running));
                 for (counter, event, value, running) in gp.chain(fixed) {
                     let _ = writeln!(
                         out,

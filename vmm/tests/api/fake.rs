@@ -38,13 +38,7 @@ impl FakeSource {
     pub fn new(profile: &str, vcpus: u32, slices: u32) -> Arc<FakeSource> {
         let p = Profile::builtin(profile).expect("profile");
         let pmus = HostPmu::from_profile(&p);
-        let cfg = PmuConfig {
-            enabled: true,
-            version: 4,
-            gp_counters: 8,
-            fixed_counters: 3,
-            full_width_writes: true,
-        };
+        let cfg = PmuConfig::default();
         let events = [
             (0x3C, 0x00),
             (0xC0, 0x00),

@@ -33,7 +33,10 @@ const fn ev(
     ArchEvent {
         index,
         name,
-        code: EventCode { select, umask },
+        code: EventCode {
+            select: select as u16,
+            umask,
+        },
         fixed,
         since_version,
     }

@@ -142,7 +142,7 @@ impl EventSelect {
     /// Event select and unit mask.
     pub fn code(&self) -> EventCode {
         EventCode {
-            select: self.event,
+            select: u16::from(self.event),
             umask: self.umask,
         }
     }
@@ -258,6 +258,23 @@ impl PmuMsr {
             Self::GlobalStatusSet => IA32_PERF_GLOBAL_STATUS_SET,
             Self::GlobalInuse => IA32_PERF_GLOBAL_INUSE,
             Self::PerfCapabilities => IA32_PERF_CAPABILITIES,
+        }
+    }
+
+    /// The SDM name, e.g. `IA32_PMC3` (version 4's name for the status reset).
+    pub fn name(self) -> String {
+        match self {
+            Self::Pmc(i) => format!("IA32_PMC{i}"),
+            Self::APmc(i) => format!("IA32_A_PMC{i}"),
+            Self::EvtSel(i) => format!("IA32_PERFEVTSEL{i}"),
+            Self::FixedCtr(i) => format!("IA32_FIXED_CTR{i}"),
+            Self::FixedCtrCtrl => "IA32_FIXED_CTR_CTRL".into(),
+            Self::GlobalStatus => "IA32_PERF_GLOBAL_STATUS".into(),
+            Self::GlobalCtrl => "IA32_PERF_GLOBAL_CTRL".into(),
+            Self::GlobalOvfCtrl => "IA32_PERF_GLOBAL_STATUS_RESET".into(),
+            Self::GlobalStatusSet => "IA32_PERF_GLOBAL_STATUS_SET".into(),
+            Self::GlobalInuse => "IA32_PERF_GLOBAL_INUSE".into(),
+            Self::PerfCapabilities => "IA32_PERF_CAPABILITIES".into(),
         }
     }
 }

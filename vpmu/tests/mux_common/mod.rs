@@ -10,16 +10,16 @@ use vpmu::source::{CounterConfig, EventCode};
 
 pub const MS: u64 = 1_000_000;
 
-pub fn cfg(select: u8, umask: u8) -> CounterConfig {
+pub fn cfg(select: u16, umask: u8) -> CounterConfig {
     CounterConfig::counting(EventCode { select, umask })
 }
 
-pub const CYCLES: (u8, u8) = (0x3C, 0x00);
-pub const INSTRUCTIONS: (u8, u8) = (0xC0, 0x00);
-pub const LLC_REFS: (u8, u8) = (0x2E, 0x4F);
-pub const LLC_MISSES: (u8, u8) = (0x2E, 0x41);
-pub const BRANCHES: (u8, u8) = (0xC4, 0x00);
-pub const BRANCH_MISSES: (u8, u8) = (0xC5, 0x00);
+pub const CYCLES: (u16, u8) = (0x3C, 0x00);
+pub const INSTRUCTIONS: (u16, u8) = (0xC0, 0x00);
+pub const LLC_REFS: (u16, u8) = (0x2E, 0x4F);
+pub const LLC_MISSES: (u16, u8) = (0x2E, 0x41);
+pub const BRANCHES: (u16, u8) = (0xC4, 0x00);
+pub const BRANCH_MISSES: (u16, u8) = (0xC5, 0x00);
 
 pub fn vcpu(profile: &str, policy: MuxPolicy) -> (VcpuCounters<SimBackend>, Vec<Arc<HostPmu>>) {
     let p = Profile::builtin(profile).expect("profile");

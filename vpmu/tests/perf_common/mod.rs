@@ -75,7 +75,7 @@ pub fn intel(gp: u32, fixed: u32) -> CpuInfo {
 }
 
 /// A counting guest configuration.
-pub fn config(select: u8, umask: u8) -> CounterConfig {
+pub fn config(select: u16, umask: u8) -> CounterConfig {
     CounterConfig::counting(EventCode { select, umask })
 }
 
