@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::cpuid::CpuVendor;
 use crate::vm::{self, Kernel, StopReason, VmConfig};
 use crate::{exit_status, guests, stats_cmd};
-use vpmu::config::PmuConfig;
+use vpmu::config::{PmuArch, PmuConfig};
 use vpmu::core::host_pmu::parse_mux_interval;
 use vpmu::core::policy::{Grouping, MuxPolicy, Scaling};
 
@@ -17,7 +18,7 @@ use crate::pmu::host::{parse_errno, parse_sim_phases, HostPmuChoice};
 #[command(
     name = "vmm",
     version,
-    about = "A KVM VMM with a virtual Intel architectural PMU"
+    about = "A KVM VMM with a virtual PMU (Intel architectural or AMD64)"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -27,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Boot a guest and run it until it exits.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show a running VM's counter statistics (through its --api-sock).
     Stats(stats_cmd::StatsArgs),
 }
@@ -50,22 +51,38 @@ pub struct RunArgs {
     /// Stop the guest after this many seconds (exit status 124).
     #[arg(long)]
     pub timeout: Option<f64>,
-    /// Virtual PMU on or off (off: CPUID leaf 0xA is zero, PMU MSRs #GP).
+    /// Virtual PMU on or off (off: CPUID advertises no PMU of either vendor
+    /// and every PMU MSR of both vendors raises #GP).
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub vpmu: OnOff,
-    /// Architectural performance monitoring version, 1..=5.
-    #[arg(long, default_value_t = 4)]
-    pub pmu_version: u8,
-    /// General-purpose counters per vCPU, 1..=8 (independent of the host).
-    #[arg(long, default_value_t = 8)]
-    pub gp_counters: u8,
-    /// Fixed-function counters, 0..=4 (4 needs version 5). Default: 3, or 0
-    /// with --pmu-version 1, which has none.
+    /// The CPU vendor string guests see in CPUID (as QEMU's `vendor=`):
+    /// `host` passes the host's through.
+    #[arg(long, value_enum, default_value_t = VendorArg::Host)]
+    pub cpu_vendor: VendorArg,
+    /// The PMU interface guests see: `auto` follows the CPU vendor guests see
+    /// (real guests pick their PMU driver by vendor).
+    #[arg(long, value_enum, default_value_t = PmuArchArg::Auto)]
+    pub pmu_arch: PmuArchArg,
+    /// Intel architectural performance monitoring version, 1..=5 (default 4).
+    #[arg(long)]
+    pub pmu_version: Option<u8>,
+    /// AMD PMU generation: 0 = the four legacy counters, 1 = PerfCtrCore
+    /// (six counters), 2 = PerfMonV2 (global control and status; default).
+    #[arg(long)]
+    pub amd_pmu_version: Option<u8>,
+    /// General-purpose counters per vCPU (independent of the host): Intel
+    /// 1..=8 (default 8), AMD 1..=6 (1..=4 with --amd-pmu-version 0; default
+    /// the most the version has).
+    #[arg(long)]
+    pub gp_counters: Option<u8>,
+    /// Intel fixed-function counters, 0..=4 (4 needs version 5). Default: 3,
+    /// or 0 with --pmu-version 1, which has none. AMD has none.
     #[arg(long)]
     pub fixed_counters: Option<u8>,
-    /// Full-width counter writes (IA32_A_PMCx, PERF_CAPABILITIES.FW_WRITE).
-    #[arg(long, value_enum, default_value_t = OnOff::On)]
-    pub full_width_writes: OnOff,
+    /// Intel full-width counter writes (IA32_A_PMCx,
+    /// PERF_CAPABILITIES.FW_WRITE). Default: on.
+    #[arg(long, value_enum)]
+    pub full_width_writes: Option<OnOff>,
     /// Host side of the guest counters: `auto` = `perf` (Linux perf events
     /// on the vCPU thread; where the host has no hardware PMU, cycles come
     /// from task-clock), `sim:PROFILE` (a simulated host PMU:
@@ -120,6 +137,93 @@ impl OnOff {
     }
 }
 
+/// `--cpu-vendor`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum VendorArg {
+    Host,
+    Intel,
+    Amd,
+}
+
+/// `--pmu-arch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PmuArchArg {
+    Auto,
+    Intel,
+    Amd,
+}
+
+/// The guest's CPU vendor and PMU from the vendor, architecture and PMU
+/// options; `host` is the host's vendor, if known.
+fn guest_cpu(args: &RunArgs, host: Option<CpuVendor>) -> Result<(CpuVendor, PmuConfig), String> {
+    let vendor = match args.cpu_vendor {
+        VendorArg::Intel => CpuVendor::Intel,
+        VendorArg::Amd => CpuVendor::Amd,
+        VendorArg::Host => host.ok_or(
+            "the host CPU is neither GenuineIntel nor AuthenticAMD: choose --cpu-vendor intel or amd",
+        )?,
+    };
+    let arch = match args.pmu_arch {
+        PmuArchArg::Auto => vendor.pmu_arch(),
+        PmuArchArg::Intel => PmuArch::Intel,
+        PmuArchArg::Amd => PmuArch::Amd,
+    };
+    let pmu = match arch {
+        PmuArch::Intel => {
+            if args.amd_pmu_version.is_some() {
+                return Err(format!(
+                    "--amd-pmu-version applies to the AMD PMU, but the guest gets the Intel PMU \
+                     (--cpu-vendor {}, --pmu-arch {}): use --pmu-version, or --pmu-arch amd",
+                    vendor.as_str(),
+                    arch
+                ));
+            }
+            let version = args.pmu_version.unwrap_or(4);
+            PmuConfig {
+                enabled: args.vpmu.on(),
+                arch,
+                version,
+                gp_counters: args.gp_counters.unwrap_or(8),
+                fixed_counters: args
+                    .fixed_counters
+                    .unwrap_or(if version == 1 { 0 } else { 3 }),
+                full_width_writes: args.full_width_writes.unwrap_or(OnOff::On).on(),
+            }
+        }
+        PmuArch::Amd => {
+            let intel_only = [
+                ("--pmu-version", args.pmu_version.is_some()),
+                ("--full-width-writes", args.full_width_writes.is_some()),
+            ];
+            if let Some((opt, _)) = intel_only.iter().find(|(_, given)| *given) {
+                return Err(format!(
+                    "{opt} applies to the Intel PMU, but the guest gets the AMD PMU \
+                     (--cpu-vendor {}, --pmu-arch {}): use --amd-pmu-version, or --pmu-arch intel",
+                    vendor.as_str(),
+                    arch
+                ));
+            }
+            let version = args.amd_pmu_version.unwrap_or(2);
+            let gp = args
+                .gp_counters
+                .unwrap_or(PmuConfig::amd_max_counters(version));
+            PmuConfig {
+                enabled: args.vpmu.on(),
+                fixed_counters: args.fixed_counters.unwrap_or(0),
+                ..PmuConfig::amd(version, gp)
+            }
+        }
+    };
+    if args.vpmu.on() && arch != vendor.pmu_arch() {
+        log::warn!(
+            "the guest sees a {} CPU with the {arch} PMU: guests that pick their PMU driver by \
+             vendor (Linux, kvm-unit-tests) will not find it",
+            vendor.as_str()
+        );
+    }
+    Ok((vendor, pmu))
+}
+
 impl RunArgs {
     fn to_config(&self) -> Result<VmConfig, crate::VmError> {
         let timeout = match self.timeout {
@@ -135,19 +239,8 @@ impl RunArgs {
             Some(p) => Kernel::Path(p.clone()),
             None => Kernel::Builtin(guests::DEFAULT),
         };
-        let pmu = PmuConfig {
-            enabled: self.vpmu.on(),
-            arch: vpmu::config::PmuArch::Intel,
-            version: self.pmu_version,
-            gp_counters: self.gp_counters,
-            fixed_counters: self.fixed_counters.unwrap_or(if self.pmu_version == 1 {
-                0
-            } else {
-                3
-            }),
-            full_width_writes: self.full_width_writes.on(),
-        };
         let config = |e: String| crate::VmError::Config(e);
+        let (vendor, pmu) = guest_cpu(self, CpuVendor::host()).map_err(config)?;
         let host = HostPmuChoice::parse(&self.host_pmu).map_err(config)?;
         let scaling = self
             .scaling
@@ -184,6 +277,7 @@ impl RunArgs {
             .unwrap_or_default();
         Ok(VmConfig {
             kernel,
+            vendor,
             vcpus: self.vcpus,
             mem_mib: self.memory,
             cmdline: self.cmdline.clone(),
@@ -249,5 +343,79 @@ fn run(args: &RunArgs) -> u8 {
             eprintln!("vmm: {what}");
             exit_status::VMM_ERROR
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guest(args: &[&str]) -> Result<(CpuVendor, PmuConfig), String> {
+        let argv = ["vmm", "run"].iter().chain(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let Command::Run(run) = cli.command else {
+            return Err("not run".into());
+        };
+        guest_cpu(&run, Some(CpuVendor::Amd))
+    }
+
+    #[test]
+    fn the_pmu_follows_the_vendor_guests_see() {
+        let (v, pmu) = guest(&[]).unwrap();
+        assert_eq!(
+            (v, pmu.arch, pmu.version, pmu.gp_counters),
+            (CpuVendor::Amd, PmuArch::Amd, 2, 6)
+        );
+        let (v, pmu) = guest(&["--cpu-vendor", "intel"]).unwrap();
+        assert_eq!(
+            (v, pmu.arch, pmu.version, pmu.gp_counters),
+            (CpuVendor::Intel, PmuArch::Intel, 4, 8)
+        );
+        assert_eq!(pmu.fixed_counters, 3);
+        let (v, pmu) = guest(&["--cpu-vendor", "intel", "--pmu-arch", "amd"]).unwrap();
+        assert_eq!((v, pmu.arch), (CpuVendor::Intel, PmuArch::Amd));
+        let (_, pmu) = guest(&["--amd-pmu-version", "0"]).unwrap();
+        assert_eq!(
+            (pmu.version, pmu.gp_counters, pmu.fixed_counters),
+            (0, 4, 0)
+        );
+        assert_eq!(pmu.validate(), Ok(()));
+        let (_, pmu) = guest(&["--amd-pmu-version", "1", "--gp-counters", "3"]).unwrap();
+        assert_eq!((pmu.version, pmu.gp_counters), (1, 3));
+        let (_, pmu) = guest(&["--cpu-vendor", "intel", "--pmu-version", "1"]).unwrap();
+        assert_eq!(pmu.fixed_counters, 0);
+        let (_, pmu) = guest(&["--vpmu", "off"]).unwrap();
+        assert!(!pmu.enabled);
+    }
+
+    #[test]
+    fn options_of_the_other_vendor_are_refused() {
+        let e = guest(&["--pmu-version", "5"]).unwrap_err();
+        assert!(e.contains("--pmu-version applies to the Intel PMU"), "{e}");
+        let e = guest(&["--full-width-writes", "off"]).unwrap_err();
+        assert!(e.contains("--full-width-writes"), "{e}");
+        let e = guest(&["--cpu-vendor", "intel", "--amd-pmu-version", "1"]).unwrap_err();
+        assert!(
+            e.contains("--amd-pmu-version applies to the AMD PMU"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        let e = guest(&["--cpu-vendor", "via"]).unwrap_err();
+        assert!(e.contains("invalid value"), "{e}");
+        // Out-of-range counts are the configuration's to refuse.
+        let (_, pmu) = guest(&["--amd-pmu-version", "0", "--gp-counters", "6"]).unwrap();
+        assert!(pmu.validate().unwrap_err().to_string().contains("1 to 4"));
+        let (_, pmu) = guest(&["--fixed-counters", "3"]).unwrap();
+        assert!(pmu.validate().is_err());
+    }
+
+    #[test]
+    fn an_unknown_host_vendor_needs_an_explicit_one() {
+        let cli = Cli::try_parse_from(["vmm", "run"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        let e = guest_cpu(&run, None).unwrap_err();
+        assert!(e.contains("--cpu-vendor intel or amd"), "{e}");
     }
 }

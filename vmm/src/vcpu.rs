@@ -47,13 +47,12 @@ impl Vcpu {
         boot: Option<BootEntry>,
         shared: Arc<VmShared>,
     ) -> Result<Self, VmError> {
-        let cpuid = cpuid::for_vcpu(
-            base_cpuid,
-            id,
-            count,
-            &shared.pmu_config,
-            shared.host.unavailable_events(),
-        );
+        let guest_cpu = cpuid::GuestCpu {
+            vendor: shared.vendor,
+            pmu: shared.pmu_config,
+            unavailable: shared.host.unavailable_events(),
+        };
+        let cpuid = cpuid::for_vcpu(base_cpuid, id, count, &guest_cpu);
         fd.set_cpuid2(&cpuid)
             .map_err(|e| VmError::Kvm("KVM_SET_CPUID2", e))?;
         set_boot_msrs(&fd)?;
@@ -143,7 +142,7 @@ impl Vcpu {
                 }
                 VcpuExit::MmioWrite(addr, _) => log_once(Unhandled::Mmio(addr)),
                 VcpuExit::X86Rdmsr(exit) => {
-                    if !vpmu::arch::msr::is_pmu_msr(exit.index) {
+                    if !vpmu::arch::is_pmu_msr(exit.index) {
                         // The filter traps PMU MSRs only; anything else
                         // here is a filter bug, answered as no such MSR.
                         log_once(Unhandled::Msr(exit.index));
@@ -158,7 +157,7 @@ impl Vcpu {
                         .record_msr(exit.index, false, r.is_err(), elapsed_ns(started));
                 }
                 VcpuExit::X86Wrmsr(exit) => {
-                    if !vpmu::arch::msr::is_pmu_msr(exit.index) {
+                    if !vpmu::arch::is_pmu_msr(exit.index) {
                         log_once(Unhandled::Msr(exit.index));
                     }
                     let started = Instant::now();

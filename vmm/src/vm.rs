@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::cpuid::CpuVendor;
 use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
@@ -50,6 +51,8 @@ pub enum Kernel {
 #[derive(Clone, Debug)]
 pub struct VmConfig {
     pub kernel: Kernel,
+    /// The CPU vendor guests see (`--cpu-vendor`, resolved).
+    pub vendor: CpuVendor,
     pub vcpus: u8,
     pub mem_mib: u64,
     pub cmdline: String,
@@ -96,6 +99,8 @@ pub enum StopReason {
 /// State shared by the main thread and every vCPU thread.
 pub struct VmShared {
     pub vm: VmFd,
+    /// The CPU vendor guests see.
+    pub vendor: CpuVendor,
     pub pmu_config: PmuConfig,
     pub host: HostSide,
     /// What each vCPU publishes, indexed by vCPU id.
@@ -266,6 +271,7 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
     let shared = Arc::new(VmShared {
         vm,
+        vendor: cfg.vendor,
         pmu_config: cfg.pmu,
         host,
         vcpus: (0..cfg.vcpus)
@@ -327,7 +333,7 @@ fn config_info(cfg: &VmConfig) -> model::VmConfigInfo {
     model::VmConfigInfo {
         vcpus: u32::from(cfg.vcpus),
         memory_mib: cfg.mem_mib,
-        vpmu: model::VpmuConfigInfo::of(&cfg.pmu),
+        vpmu: model::VpmuConfigInfo::of(&cfg.pmu, cfg.vendor),
         host_pmu: cfg.host_arg.clone(),
         scaling: cfg.policy.scaling.to_string(),
         grouping: cfg.policy.grouping.to_string(),

@@ -33,6 +33,9 @@ pub enum CounterState {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CounterStats {
     pub counter: CounterIndex,
+    /// The counter's name: `gp0`, `fixed1` (Intel guest PMU), `perf_ctr0`
+    /// (AMD guest PMU).
+    pub name: String,
     /// Generic event name (`cycles`, ...) or `raw:0xSSUU`.
     pub event: String,
     pub host_pmu: Option<String>,

@@ -4,11 +4,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use vpmu::arch::msr::{trapped_ranges, PmuMsr};
+use vpmu::arch::trapped_ranges;
 
 use super::model::{Distribution, Exits, MsrExits, VcpuExits};
 
-/// Most trapped MSRs (the trapped ranges hold 35 today).
+/// Most trapped MSRs (the trapped ranges of both vendors hold 59 today).
 const MAX_MSRS: usize = 64;
 /// Sub-buckets per power of two (3 bits: percentiles within 1/8).
 const SUB_BITS: u32 = 3;
@@ -17,10 +17,10 @@ const SUB: usize = 1 << SUB_BITS;
 const BUCKETS: usize = SUB + (64 - SUB_BITS as usize) * SUB;
 
 /// Index of `msr` among the trapped MSRs (order of
-/// [`vpmu::arch::msr::trapped_ranges`]), if trapped.
+/// [`vpmu::arch::trapped_ranges`]), if trapped.
 pub fn msr_slot(msr: u32) -> Option<usize> {
     let mut base = 0usize;
-    for &(start, n) in trapped_ranges() {
+    for (start, n) in trapped_ranges() {
         if msr >= start && msr - start < n {
             let i = base + (msr - start) as usize;
             return (i < MAX_MSRS).then_some(i);
@@ -33,27 +33,13 @@ pub fn msr_slot(msr: u32) -> Option<usize> {
 /// Every trapped MSR, in slot order.
 pub fn trapped_msrs() -> impl Iterator<Item = u32> {
     trapped_ranges()
-        .iter()
-        .flat_map(|&(start, n)| start..start + n)
+        .flat_map(|(start, n)| start..start + n)
         .take(MAX_MSRS)
 }
 
-/// SDM name of a PMU MSR.
+/// SDM or APM name of a PMU MSR.
 pub fn msr_name(msr: u32) -> String {
-    match PmuMsr::decode(msr) {
-        Some(PmuMsr::Pmc(i)) => format!("IA32_PMC{i}"),
-        Some(PmuMsr::APmc(i)) => format!("IA32_A_PMC{i}"),
-        Some(PmuMsr::EvtSel(i)) => format!("IA32_PERFEVTSEL{i}"),
-        Some(PmuMsr::FixedCtr(i)) => format!("IA32_FIXED_CTR{i}"),
-        Some(PmuMsr::FixedCtrCtrl) => "IA32_FIXED_CTR_CTRL".into(),
-        Some(PmuMsr::GlobalStatus) => "IA32_PERF_GLOBAL_STATUS".into(),
-        Some(PmuMsr::GlobalCtrl) => "IA32_PERF_GLOBAL_CTRL".into(),
-        Some(PmuMsr::GlobalOvfCtrl) => "IA32_PERF_GLOBAL_STATUS_RESET".into(),
-        Some(PmuMsr::GlobalStatusSet) => "IA32_PERF_GLOBAL_STATUS_SET".into(),
-        Some(PmuMsr::GlobalInuse) => "IA32_PERF_GLOBAL_INUSE".into(),
-        Some(PmuMsr::PerfCapabilities) => "IA32_PERF_CAPABILITIES".into(),
-        None => format!("MSR_{msr:#x}"),
-    }
+    vpmu::arch::msr_name(msr).unwrap_or_else(|| format!("MSR_{msr:#x}"))
 }
 
 fn bucket_of(ns: u64) -> usize {
@@ -266,7 +252,7 @@ mod tests {
 
     #[test]
     fn counts_and_percentiles() {
-        assert_eq!(trapped_msrs().count(), 35);
+        assert_eq!(trapped_msrs().count(), 35 + 24, "Intel and AMD PMU MSRs");
         let r = ExitRecorder::new(0);
         for i in 0..100u64 {
             r.record_msr(0x186, true, false, 1000 + i);
@@ -276,7 +262,7 @@ mod tests {
         r.record_pmi(true);
         r.record_pmi(false);
         let e = exits_of([&r]);
-        assert_eq!(e.msrs.len(), 35);
+        assert_eq!(e.msrs.len(), 35 + 24);
         let sel0 = e.msrs.iter().find(|m| m.msr == 0x186).unwrap();
         assert_eq!(
             (sel0.name.as_str(), sel0.rdmsr, sel0.wrmsr),

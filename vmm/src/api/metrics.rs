@@ -112,7 +112,7 @@ pub fn render(source: &dyn StatsSource) -> Result<String, std::fmt::Error> {
         let vcpu = id.to_string();
         if let Some(stats) = &v.stats {
             for c in &stats.counters {
-                let counter = counter_name(c.counter);
+                let counter = c.name.clone();
                 let pmu = c.host_pmu.clone().unwrap_or_default();
                 let labels = l(&[
                     ("vcpu", &vcpu),
@@ -136,7 +136,7 @@ pub fn render(source: &dyn StatsSource) -> Result<String, std::fmt::Error> {
                 guest_value
                     .get_or_create(&l(&[
                         ("vcpu", &vcpu),
-                        ("counter", &format!("gp{}", c.index)),
+                        ("counter", &c.name),
                         ("event", &event),
                     ]))
                     .set(c.value as f64);
@@ -145,7 +145,7 @@ pub fn render(source: &dyn StatsSource) -> Result<String, std::fmt::Error> {
                 guest_value
                     .get_or_create(&l(&[
                         ("vcpu", &vcpu),
-                        ("counter", &format!("fixed{}", c.index)),
+                        ("counter", &c.name),
                         ("event", &c.event_name),
                     ]))
                     .set(c.value as f64);

@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cpuid::CpuVendor;
+
+use vpmu::config::PmuArch;
 use vpmu::core::history::{counters_of, HistoryEntry};
 use vpmu::core::HostPmu;
 use vpmu::guest::GuestPmuState;
@@ -38,6 +41,12 @@ pub struct VmConfigInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VpmuConfigInfo {
     pub enabled: bool,
+    /// The CPU vendor guests see in CPUID (`intel` or `amd`).
+    pub cpu_vendor: String,
+    /// The PMU interface guests see (`intel` or `amd`).
+    pub arch: PmuArch,
+    /// Intel: architectural PMU version; AMD: 0 legacy, 1 PerfCtrCore, 2
+    /// PerfMonV2.
     pub version: u8,
     pub gp_counters: u8,
     pub fixed_counters: u8,
@@ -45,9 +54,11 @@ pub struct VpmuConfigInfo {
 }
 
 impl VpmuConfigInfo {
-    pub fn of(cfg: &vpmu::config::PmuConfig) -> Self {
+    pub fn of(cfg: &vpmu::config::PmuConfig, vendor: CpuVendor) -> Self {
         VpmuConfigInfo {
             enabled: cfg.enabled,
+            cpu_vendor: vendor.as_str().to_string(),
+            arch: cfg.arch,
             version: cfg.version,
             gp_counters: cfg.gp_counters,
             fixed_counters: cfg.fixed_counters,

@@ -3,14 +3,15 @@
 //! `KVM_CAP_X86_USER_SPACE_MSR` with the *filter* exit reason turns a denied
 //! access into a `KVM_EXIT_X86_RDMSR`/`WRMSR` exit; every other MSR stays
 //! with KVM (default action allow). Without the filter KVM would answer some
-//! PMU MSRs itself.
+//! PMU MSRs itself. Both vendors' PMU MSRs are denied whatever the guest's
+//! PMU architecture, so the model answers the other vendor's with #GP.
 
 use kvm_bindings::{kvm_enable_cap, KVM_CAP_X86_USER_SPACE_MSR, KVM_MSR_EXIT_REASON_FILTER};
 use kvm_ioctls::{MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VmFd};
 
 use crate::VmError;
 
-/// Installs the filter denying `vpmu::arch::msr::trapped_ranges()`.
+/// Installs the filter denying `vpmu::arch::trapped_ranges()`.
 pub fn install(vm: &VmFd) -> Result<(), VmError> {
     let cap = kvm_enable_cap {
         cap: KVM_CAP_X86_USER_SPACE_MSR,
@@ -19,7 +20,7 @@ pub fn install(vm: &VmFd) -> Result<(), VmError> {
     };
     vm.enable_cap(&cap)
         .map_err(|e| VmError::Kvm("KVM_ENABLE_CAP(X86_USER_SPACE_MSR)", e))?;
-    let ranges = vpmu::arch::msr::trapped_ranges();
+    let ranges: Vec<(u32, u32)> = vpmu::arch::trapped_ranges().collect();
     // A clear bit denies the access (so it exits to user space).
     let bitmaps: Vec<Vec<u8>> = ranges
         .iter()

@@ -95,7 +95,7 @@ impl VcpuPmu {
     /// their timers signal it).
     pub fn new(cfg: PmuConfig, host: &HostSide, tsc_khz: u32, apic_id: u8) -> Self {
         let source = match host.vcpu_counters(u32::from(apic_id), crate::kick::kick_signal()) {
-            None => Source::ThreadClock(Box::new(ThreadClockSource::new(tsc_khz))),
+            None => Source::ThreadClock(Box::new(ThreadClockSource::new(tsc_khz, cfg.arch))),
             Some(counters) => {
                 let timer = VcpuTimer::for_this_thread()
                     .map_err(|e| {
@@ -103,7 +103,7 @@ impl VcpuPmu {
                     })
                     .ok();
                 Source::Mux {
-                    counters: Box::new(counters),
+                    counters: Box::new(counters.with_guest_arch(cfg.arch)),
                     timer,
                     armed_for: None,
                     dirty: false,

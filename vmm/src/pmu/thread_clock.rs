@@ -14,18 +14,12 @@
 //! the PMI. Wall time runs at least as fast as thread CPU time, so the timer
 //! can only fire early, never late: an early wake-up re-arms for the rest.
 
-use vpmu::source::{CountSource, CounterConfig, CounterIndex, EventCode};
+use vpmu::config::PmuArch;
+use vpmu::host::EventName;
+use vpmu::source::{CountSource, CounterConfig, CounterIndex};
 
 use super::timer::{thread_cpu_ns, VcpuTimer};
 
-const CYCLES: EventCode = EventCode {
-    select: 0x3C,
-    umask: 0x00,
-};
-const REF_CYCLES: EventCode = EventCode {
-    select: 0x3C,
-    umask: 0x01,
-};
 const SLOTS: usize = 12;
 const NS_PER_MS: u64 = 1_000_000;
 
@@ -56,19 +50,23 @@ struct Slot {
 /// Counts cycles and reference cycles from the vCPU thread's CPU time.
 pub struct ThreadClockSource {
     tsc_khz: u64,
+    /// Whose event encoding the guest's counters use.
+    arch: PmuArch,
     slots: [Slot; SLOTS],
     timer: Option<VcpuTimer>,
     armed: bool,
 }
 
 impl ThreadClockSource {
-    /// A source for the calling (vCPU) thread, counting at `tsc_khz`.
-    pub fn new(tsc_khz: u32) -> Self {
+    /// A source for the calling (vCPU) thread, counting at `tsc_khz`, for a
+    /// guest PMU of architecture `arch`.
+    pub fn new(tsc_khz: u32, arch: PmuArch) -> Self {
         let timer = VcpuTimer::for_this_thread()
             .map_err(|e| log::warn!("no overflow timer, PMIs arrive only at exits: {e}"))
             .ok();
         ThreadClockSource {
             tsc_khz: u64::from(tsc_khz.max(1)),
+            arch,
             slots: [Slot::default(); SLOTS],
             timer,
             armed: false,
@@ -119,7 +117,11 @@ impl ThreadClockSource {
 impl CountSource for ThreadClockSource {
     fn start(&mut self, counter: CounterIndex, config: &CounterConfig) {
         let Some(i) = slot(counter) else { return };
-        let counts = config.os && (config.event == CYCLES || config.event == REF_CYCLES);
+        let counts = config.os
+            && matches!(
+                EventName::of_guest_counter(self.arch, counter, config),
+                Some(EventName::Cycles | EventName::RefCycles)
+            );
         self.slots[i] = Slot {
             running: true,
             counts,
@@ -163,6 +165,11 @@ impl CountSource for ThreadClockSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vpmu::arch::amd::events as amd_events;
+    use vpmu::arch::events::CORE_CYCLES;
+    use vpmu::source::EventCode;
+
+    const CYCLES: EventCode = CORE_CYCLES.code;
 
     fn config(event: EventCode, os: bool) -> CounterConfig {
         CounterConfig {
@@ -181,7 +188,7 @@ mod tests {
 
     #[test]
     fn cycles_follow_thread_cpu_time_at_the_tsc_rate() {
-        let mut src = ThreadClockSource::new(1_000_000); // 1 GHz: 1 event per ns
+        let mut src = ThreadClockSource::new(1_000_000, PmuArch::Intel); // 1 GHz: 1 event per ns
         src.start(CounterIndex::Gp(0), &config(CYCLES, true));
         let t0 = thread_cpu_ns();
         burn(20);
@@ -194,7 +201,7 @@ mod tests {
 
     #[test]
     fn other_events_and_user_only_counters_count_nothing() {
-        let mut src = ThreadClockSource::new(3_000_000);
+        let mut src = ThreadClockSource::new(3_000_000, PmuArch::Intel);
         src.start(
             CounterIndex::Gp(1),
             &config(
@@ -213,7 +220,7 @@ mod tests {
 
     #[test]
     fn fractional_events_are_not_lost() {
-        let src = ThreadClockSource::new(1); // 1 kHz: 1 event per ms
+        let src = ThreadClockSource::new(1, PmuArch::Intel); // 1 kHz: 1 event per ms
         let mut frac = 0;
         let total: u64 = (0..1000).map(|_| src.events_for(1000, &mut frac)).sum();
         assert_eq!(total, 1); // 1000 x 1 us = 1 ms = 1 event
@@ -222,12 +229,34 @@ mod tests {
 
     #[test]
     fn stopped_and_unknown_counters_drain_zero() {
-        let mut src = ThreadClockSource::new(3_000_000);
+        let mut src = ThreadClockSource::new(3_000_000, PmuArch::Intel);
         assert_eq!(src.drain(CounterIndex::Gp(0)), 0);
         assert_eq!(src.drain(CounterIndex::Gp(200)), 0);
         src.start(CounterIndex::Fixed(1), &config(CYCLES, true));
         src.stop(CounterIndex::Fixed(1));
         burn(2);
         assert_eq!(src.drain(CounterIndex::Fixed(1)), 0);
+    }
+
+    #[test]
+    fn amd_guests_count_core_cycles_0x76_and_not_intel_0x3c() {
+        let mut src = ThreadClockSource::new(1_000_000, PmuArch::Amd);
+        src.start(
+            CounterIndex::Gp(0),
+            &config(amd_events::CORE_CYCLES.code, true),
+        );
+        src.start(CounterIndex::Gp(1), &config(CYCLES, true));
+        src.start(
+            CounterIndex::Gp(2),
+            &config(amd_events::RETIRED_INSTRUCTIONS.code, true),
+        );
+        burn(5);
+        assert!(src.drain(CounterIndex::Gp(0)) > 0);
+        assert_eq!(
+            src.drain(CounterIndex::Gp(1)),
+            0,
+            "0x3C is not cycles on AMD"
+        );
+        assert_eq!(src.drain(CounterIndex::Gp(2)), 0);
     }
 }

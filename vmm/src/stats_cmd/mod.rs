@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::api::metrics::counter_name;
 use crate::api::model::{Exits, HostPmuInfo, HostPmuList, Timeline, VcpuList, VcpuPmu, VmInfo};
 use vpmu::stats::{CounterState, CounterStats, PmuKindStat};
 
@@ -205,7 +204,7 @@ fn counter_line(out: &mut String, vcpu: u32, c: &CounterStats) {
         out,
         "{value:>20}      {:<22} vcpu{vcpu:<3} {:<7} {:<10}",
         c.event,
-        counter_name(c.counter),
+        c.name,
         c.host_pmu.as_deref().unwrap_or("-"),
     );
     if counted && c.running_pct < 99.995 {

@@ -109,7 +109,7 @@ impl StatsSource for FakeSource {
             config: VmConfigInfo {
                 vcpus: self.vcpus.len() as u32,
                 memory_mib: 256,
-                vpmu: VpmuConfigInfo::of(&self.cfg),
+                vpmu: VpmuConfigInfo::of(&self.cfg, vmm::cpuid::CpuVendor::Intel),
                 host_pmu: format!("sim:{}", self.profile),
                 scaling: "scaled".into(),
                 grouping: "per-counter".into(),

@@ -50,6 +50,8 @@ fn endpoints() -> Result<(), String> {
     let started = Instant::now();
     let child = spawn(&[
         "run",
+        "--cpu-vendor",
+        "intel",
         "--kernel",
         kernel.to_str().ok_or("path")?,
         "--host-pmu",
@@ -187,6 +189,8 @@ fn sixteen_clients() -> Result<(), String> {
     let started = Instant::now();
     let child = spawn(&[
         "run",
+        "--cpu-vendor",
+        "intel",
         "--kernel",
         kernel.to_str().ok_or("path")?,
         "--vcpus",

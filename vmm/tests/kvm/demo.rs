@@ -61,7 +61,16 @@ fn sampling_rate(vcpus: u8, pmi: &str) -> Result<(), String> {
     let n = vcpus.to_string();
     let run = run_guest(
         "perf-demo.elf",
-        &["--vcpus", &n, "--cmdline", &cmdline, "--timeout", "60"],
+        &[
+            "--cpu-vendor",
+            "intel",
+            "--vcpus",
+            &n,
+            "--cmdline",
+            &cmdline,
+            "--timeout",
+            "60",
+        ],
     )?;
     run.expect_status(0)?;
     let mut seen = 0;
@@ -97,6 +106,8 @@ fn record(host: &str, pmi: &str) -> Result<(), String> {
     let run = run_guest(
         "perf-demo.elf",
         &[
+            "--cpu-vendor",
+            "intel",
             "--vcpus",
             "2",
             "--host-pmu",
@@ -174,6 +185,8 @@ fn ratios(stdout: &str) -> Result<HashMap<(String, String), f64>, String> {
 fn multiplexed_vs_unmultiplexed() -> Result<(), String> {
     let args = |host: &'static str| {
         [
+            "--cpu-vendor",
+            "intel",
             "--vcpus",
             "1",
             "--fixed-counters",

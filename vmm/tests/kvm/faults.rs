@@ -48,6 +48,8 @@ fn injected_errors() -> Result<(), String> {
         let started = Instant::now();
         let child = spawn(&[
             "run",
+            "--cpu-vendor",
+            "intel",
             "--kernel",
             kernel.to_str().ok_or("path")?,
             "--inject-host-fault",
@@ -117,6 +119,8 @@ fn fd_leak() -> Result<(), String> {
     let started = Instant::now();
     let child = spawn(&[
         "run",
+        "--cpu-vendor",
+        "intel",
         "--kernel",
         kernel.to_str().ok_or("path")?,
         "--api-sock",

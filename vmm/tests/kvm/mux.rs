@@ -31,6 +31,8 @@ fn run_mux(gp: u8, extra: &[&str]) -> Result<(Run, VcpuStats), String> {
     // Long enough for 100+ rotations even on a loaded host.
     let cmdline = format!("gp={gp} ticks=4000000000");
     let mut args = vec![
+        "--cpu-vendor",
+        "intel",
         "--host-pmu",
         host.as_str(),
         "--cmdline",

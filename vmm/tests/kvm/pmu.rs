@@ -32,6 +32,8 @@ impl Config {
             u8::from(self.full_width)
         );
         let args = [
+            "--cpu-vendor",
+            "intel",
             "--vpmu",
             on_off(self.vpmu),
             "--pmu-version",

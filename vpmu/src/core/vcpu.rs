@@ -22,6 +22,7 @@ use super::group::{EventId, EventReading, GroupState};
 use super::host_pmu::HostPmu;
 use super::policy::{scale, Grouping, MuxPolicy, Scaling};
 use super::rotation::RotationFlags;
+use crate::config::PmuArch;
 use crate::host::profile::{EventMapping, Profile};
 use crate::host::sim::SimBackend;
 use crate::host::{EventName, HostBackend, HostEvent, Modifiers};
@@ -104,6 +105,8 @@ pub struct VcpuCounters<B> {
     /// Bit per PMU: events to (re)group at the next schedule-in point.
     regroup: u64,
     snapshot: Arc<SnapshotSlot>,
+    /// Whose event encoding the guest's counter configurations use.
+    guest_arch: PmuArch,
 }
 
 impl VcpuCounters<SimBackend> {
@@ -144,7 +147,15 @@ impl<B: HostBackend> VcpuCounters<B> {
             now: 0,
             regroup: 0,
             snapshot: Arc::new(SnapshotSlot::default()),
+            guest_arch: PmuArch::Intel,
         }
+    }
+
+    /// Counters for a guest PMU of architecture `arch` (default Intel): the
+    /// guest's event selects are decoded in that vendor's encoding.
+    pub fn with_guest_arch(mut self, arch: PmuArch) -> Self {
+        self.guest_arch = arch;
+        self
     }
 
     pub fn context(&self) -> &Context<B> {
@@ -415,6 +426,7 @@ impl<B: HostBackend> VcpuCounters<B> {
             };
             counters.push(CounterStats {
                 counter: c.index,
+                name: crate::guest::counter_name(self.guest_arch, c.index),
                 event: event_name,
                 host_pmu: c
                     .mapping
@@ -469,7 +481,7 @@ fn add_truth(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 
 impl<B: HostBackend> CountSource for VcpuCounters<B> {
     fn start(&mut self, counter: CounterIndex, config: &CounterConfig) {
-        let name = EventName::of_counter(counter, config);
+        let name = EventName::of_guest_counter(self.guest_arch, counter, config);
         let mods = Modifiers::of(config);
         let i = match self.find(counter) {
             Ok(i) => i,

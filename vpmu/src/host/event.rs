@@ -12,6 +12,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::config::PmuArch;
 use crate::source::{CounterConfig, CounterIndex, EventCode};
 
 /// A generic host event.
@@ -89,8 +90,28 @@ impl EventName {
         })
     }
 
-    /// What guest `counter` programmed with `config` counts: fixed counters
-    /// count their architectural event whatever `config.event` says.
+    /// The generic event of an AMD guest event code, from the AMD events
+    /// table ([`crate::arch::amd::events`]).
+    pub fn from_amd_code(code: EventCode) -> Option<EventName> {
+        let event = crate::arch::amd::events::lookup(code)?;
+        event.name.parse().ok()
+    }
+
+    /// What guest `counter` of a guest PMU of architecture `arch`,
+    /// programmed with `config`, counts.
+    pub fn of_guest_counter(
+        arch: PmuArch,
+        counter: CounterIndex,
+        config: &CounterConfig,
+    ) -> Option<EventName> {
+        match (arch, counter) {
+            (PmuArch::Amd, CounterIndex::Gp(_)) => EventName::from_amd_code(config.event),
+            _ => EventName::of_counter(counter, config),
+        }
+    }
+
+    /// What Intel guest `counter` programmed with `config` counts: fixed
+    /// counters count their architectural event whatever `config.event` says.
     pub fn of_counter(counter: CounterIndex, config: &CounterConfig) -> Option<EventName> {
         match counter {
             CounterIndex::Fixed(n) => EventName::of_fixed(n),
