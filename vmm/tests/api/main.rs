@@ -140,7 +140,11 @@ fn every_endpoint_matches_the_openapi_schema() {
     assert!(entries.iter().any(|e| e["kind"] == "rotation"));
     assert!(entries.iter().any(|e| e["vcpu"] == 1));
     let e: Value = serde_json::from_slice(&get(&sock, "/v1/exits").body).unwrap();
-    assert_eq!(e["msrs"].as_array().unwrap().len(), 35 + 24, "Intel and AMD PMU MSRs");
+    assert_eq!(
+        e["msrs"].as_array().unwrap().len(),
+        35 + 24,
+        "Intel and AMD PMU MSRs"
+    );
     assert_eq!(e["pmis_injected"], 2);
     assert!(e["handling_ns"]["p99"].as_u64().unwrap() >= e["handling_ns"]["p50"].as_u64().unwrap());
 }

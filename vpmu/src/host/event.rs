@@ -197,3 +197,38 @@ pub struct HostEvent {
     pub mask: u32,
     pub modifiers: Modifiers,
 }
+
+#[cfg(test)]
+mod guest_arch_tests {
+    use super::*;
+    use crate::arch::amd::events::AMD_EVENTS;
+
+    #[test]
+    fn amd_events_translate_by_their_table_names() {
+        for e in AMD_EVENTS {
+            let n = EventName::from_amd_code(e.code).expect(e.name);
+            assert_eq!(n.as_str(), e.name);
+        }
+        let cycles = CounterConfig::counting(EventCode {
+            select: 0x76,
+            umask: 0,
+        });
+        let gp = CounterIndex::Gp(0);
+        assert_eq!(
+            EventName::of_guest_counter(PmuArch::Amd, gp, &cycles),
+            Some(EventName::Cycles)
+        );
+        assert_eq!(
+            EventName::of_guest_counter(PmuArch::Intel, gp, &cycles),
+            None
+        );
+        let intel_cycles = CounterConfig::counting(EventCode {
+            select: 0x3C,
+            umask: 0,
+        });
+        assert_eq!(
+            EventName::of_guest_counter(PmuArch::Amd, gp, &intel_cycles),
+            None
+        );
+    }
+}

@@ -46,6 +46,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "no-pmu",
         include_str!("../../../resources/pmus/no-pmu.toml"),
     ),
+    (
+        "amd-zen4",
+        include_str!("../../../resources/pmus/amd-zen4.toml"),
+    ),
+    (
+        "amd-4gp",
+        include_str!("../../../resources/pmus/amd-4gp.toml"),
+    ),
 ];
 
 /// Largest number of counters (general purpose + fixed) of one PMU.
