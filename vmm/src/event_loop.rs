@@ -11,7 +11,7 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::timerfd::TimerFd;
 
-use crate::vm::{StopReason, VmShared};
+use crate::shared::{StopReason, VmShared};
 
 /// Watches the stop sources and drives the publication tick.
 struct Control<'a> {

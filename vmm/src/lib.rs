@@ -2,6 +2,8 @@
 //!
 //! - [`cli`]: `vmm run`, argument parsing and exit statuses.
 //! - [`vm`]: the VM (memory, irqchip, PIT), vCPU threads and stopping.
+//! - [`shared`]: what the main thread and vCPU threads share, and why
+//!   the VM stopped.
 //! - [`event_loop`]: the main thread's event loop (event-manager).
 //! - [`vcpu`]: the `KVM_RUN` loop and exit dispatch.
 //! - [`view`]: what vCPU threads publish for other threads to read.
@@ -21,6 +23,7 @@ pub mod event_loop;
 pub mod guests;
 pub mod kick;
 pub mod pmu;
+pub mod shared;
 pub mod stats_cmd;
 pub mod stats_source;
 pub mod vcpu;

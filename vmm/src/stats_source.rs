@@ -7,7 +7,7 @@ use std::time::Instant;
 use vpmu::stats::VcpuStats;
 
 use crate::api::{self, model, ApiError, StatsSource};
-use crate::vm::VmShared;
+use crate::shared::VmShared;
 
 /// A running VM as the API sees it.
 pub struct VmSource {

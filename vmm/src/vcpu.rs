@@ -12,8 +12,8 @@ use crate::boot::{layout, multiboot, BootEntry, EntryMode};
 use crate::devices::{PioAction, PioBus};
 use crate::pmu::pmi::PmiOutcome;
 use crate::pmu::VcpuPmu;
+use crate::shared::{StopReason, VmShared};
 use crate::view::VcpuView;
-use crate::vm::{StopReason, VmShared};
 use crate::{cpuid, kick, VmError};
 
 const CR0_PE: u64 = 1 << 0;
