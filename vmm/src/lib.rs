@@ -6,6 +6,7 @@
 //!   the VM stopped.
 //! - [`event_loop`]: the main thread's event loop (event-manager).
 //! - [`vcpu`]: the `KVM_RUN` loop and exit dispatch.
+//! - [`exits`]: per-vCPU PMU exit counts and handling times.
 //! - [`view`]: what vCPU threads publish for other threads to read.
 //! - [`kick`]: getting a vCPU out of `KVM_RUN` (signal + `immediate_exit`).
 //! - [`boot`]: ELF64 and Multiboot v1 loaders and boot structures.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod cpuid;
 pub mod devices;
 pub mod event_loop;
+pub mod exits;
 pub mod guests;
 pub mod kick;
 pub mod pmu;

@@ -9,8 +9,8 @@ use kvm_ioctls::VmFd;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vpmu::config::PmuConfig;
 
-use crate::api::exits::ExitRecorder;
 use crate::devices::PioBus;
+use crate::exits::ExitRecorder;
 use crate::pmu::host::HostSide;
 use crate::view::VcpuView;
 

@@ -85,6 +85,6 @@ impl StatsSource for VmSource {
     }
 
     fn exits(&self) -> model::Exits {
-        api::exits::exits_of(self.shared.exits.iter().map(|r| &**r))
+        crate::exits::exits_of(self.shared.exits.iter().map(|r| &**r))
     }
 }

@@ -7,9 +7,9 @@ use std::time::Instant;
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs, CpuId};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
-use crate::api::exits::ExitRecorder;
 use crate::boot::{layout, multiboot, BootEntry, EntryMode};
 use crate::devices::{PioAction, PioBus};
+use crate::exits::ExitRecorder;
 use crate::pmu::pmi::PmiOutcome;
 use crate::pmu::VcpuPmu;
 use crate::shared::{StopReason, VmShared};
