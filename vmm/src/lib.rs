@@ -7,6 +7,11 @@
 //! - [`event_loop`]: the main thread's event loop (event-manager).
 //! - [`vcpu`]: the `KVM_RUN` loop and exit dispatch.
 //! - [`exits`]: per-vCPU PMU exit counts and handling times.
+//! - [`report`]: the final statistics table (`vmm run --stats`,
+//!   `vmm stats`).
+//! - [`stats_source`]: the statistics API's view of a running VM.
+//! - [`stats_cmd`]: `vmm stats`, the API's command-line client.
+//! - [`api`]: the statistics API (HTTP over a Unix socket).
 //! - [`view`]: what vCPU threads publish for other threads to read.
 //! - [`kick`]: getting a vCPU out of `KVM_RUN` (signal + `immediate_exit`).
 //! - [`boot`]: ELF64 and Multiboot v1 loaders and boot structures.
@@ -25,6 +30,7 @@ pub mod exits;
 pub mod guests;
 pub mod kick;
 pub mod pmu;
+pub mod report;
 pub mod shared;
 pub mod stats_cmd;
 pub mod stats_source;

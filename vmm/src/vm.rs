@@ -22,7 +22,7 @@ use crate::stats_source::VmSource;
 // `cli` names the stop reason through the VM it ran.
 pub use crate::shared::StopReason;
 use crate::vcpu::Vcpu;
-use crate::{event_loop, kick, pmu, stats_cmd, VmError};
+use crate::{event_loop, kick, pmu, report, VmError};
 use vpmu::config::PmuConfig;
 use vpmu::stats::VcpuStats;
 
@@ -253,12 +253,7 @@ fn config_info(cfg: &VmConfig) -> model::VmConfigInfo {
 
 /// `--stats`: the `vmm stats` table, from the vCPUs' final publications.
 fn print_summary(source: &VmSource) {
-    let vcpus: Vec<model::VcpuPmu> = source
-        .vcpu_ids()
-        .into_iter()
-        .filter_map(|id| source.vcpu_pmu(id))
-        .collect();
-    let table = stats_cmd::render_table(&source.vm(), &vcpus, &source.host_pmus());
+    let table = report::of_source(source);
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(table.as_bytes()).and_then(|()| out.flush()) {
         log::warn!("printing the statistics summary: {e}");
