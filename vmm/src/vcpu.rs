@@ -4,10 +4,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs, CpuId};
+use kvm_bindings::CpuId;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
-use crate::boot::{layout, multiboot, BootEntry, EntryMode};
+use crate::boot::regs::{set_boot_msrs, set_entry_state};
+use crate::boot::BootEntry;
 use crate::devices::{PioAction, PioBus};
 use crate::exits::ExitRecorder;
 use crate::pmu::pmi::PmiOutcome;
@@ -15,16 +16,6 @@ use crate::pmu::VcpuPmu;
 use crate::shared::{StopReason, VmShared};
 use crate::view::VcpuView;
 use crate::{cpuid, kick, VmError};
-
-const CR0_PE: u64 = 1 << 0;
-const CR0_MP: u64 = 1 << 1;
-const CR0_ET: u64 = 1 << 4;
-const CR0_NE: u64 = 1 << 5;
-const CR0_WP: u64 = 1 << 16;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
 
 /// A vCPU ready to run on its own thread.
 pub struct Vcpu {
@@ -253,99 +244,4 @@ fn log_once(what: Unhandled) {
             }
         }
     }
-}
-
-fn segment(selector: u16, code: bool, long: bool) -> kvm_segment {
-    kvm_segment {
-        base: 0,
-        limit: 0xFFFF_FFFF,
-        selector,
-        type_: if code { 0xB } else { 0x3 },
-        present: 1,
-        dpl: 0,
-        db: u8::from(!long),
-        s: 1,
-        l: u8::from(long && code),
-        g: 1,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
-    }
-}
-
-/// `IA32_MTRR_DEF_TYPE`: enable MTRRs (bit 11), default type write-back (6).
-/// At reset the default type is uncacheable; without firmware to set it, a
-/// guest that never programs MTRRs would run from uncached memory wherever
-/// KVM honours guest MTRRs (as Firecracker and Cloud Hypervisor also do).
-const MSR_MTRR_DEF_TYPE: u32 = 0x2FF;
-const MTRR_ENABLE_WB: u64 = (1 << 11) | 6;
-
-/// MSRs every vCPU starts with, as firmware would leave them.
-fn set_boot_msrs(fd: &VcpuFd) -> Result<(), VmError> {
-    let msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
-        index: MSR_MTRR_DEF_TYPE,
-        data: MTRR_ENABLE_WB,
-        ..Default::default()
-    }])
-    .map_err(|e| VmError::Config(format!("MSR list: {e:?}")))?;
-    let written = fd
-        .set_msrs(&msrs)
-        .map_err(|e| VmError::Kvm("KVM_SET_MSRS", e))?;
-    if written != 1 {
-        log::warn!("KVM did not take IA32_MTRR_DEF_TYPE: the guest may run from uncached memory");
-    }
-    Ok(())
-}
-
-/// The BSP's registers at the image's entry point.
-fn set_entry_state(fd: &VcpuFd, entry: &BootEntry) -> Result<(), VmError> {
-    let mut sregs: kvm_sregs = fd
-        .get_sregs()
-        .map_err(|e| VmError::Kvm("KVM_GET_SREGS", e))?;
-    let long = entry.mode == EntryMode::Long;
-    let (code_sel, cr0, cr4, efer) = if long {
-        (
-            layout::SEL_CODE64,
-            CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG,
-            CR4_PAE,
-            EFER_LME | EFER_LMA,
-        )
-    } else {
-        (layout::SEL_CODE32, CR0_PE | CR0_ET, 0, 0)
-    };
-    sregs.cs = segment(code_sel, true, long);
-    let data = segment(layout::SEL_DATA, false, long);
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
-    sregs.tr = kvm_segment {
-        base: 0,
-        limit: 0x67,
-        selector: layout::SEL_TSS,
-        type_: 0xB,
-        present: 1,
-        ..Default::default()
-    };
-    sregs.gdt.base = layout::GDT_ADDR;
-    sregs.gdt.limit = (layout::GDT.len() * 8 - 1) as u16;
-    sregs.cr0 = cr0;
-    sregs.cr4 = cr4;
-    sregs.efer = efer;
-    if long {
-        sregs.cr3 = layout::PML4_ADDR;
-    }
-    fd.set_sregs(&sregs)
-        .map_err(|e| VmError::Kvm("KVM_SET_SREGS", e))?;
-
-    let regs = kvm_regs {
-        rip: entry.entry,
-        rax: u64::from(multiboot::BOOTLOADER_MAGIC),
-        rbx: entry.mbi,
-        rflags: 0x2,
-        ..Default::default()
-    };
-    fd.set_regs(&regs)
-        .map_err(|e| VmError::Kvm("KVM_SET_REGS", e))
 }
