@@ -5,7 +5,8 @@
 //! - [`shared`]: what the main thread and vCPU threads share, and why
 //!   the VM stopped.
 //! - [`event_loop`]: the main thread's event loop (event-manager).
-//! - [`vcpu`]: the `KVM_RUN` loop and exit dispatch.
+//! - [`vcpu`]: the vCPU thread and `KVM_RUN` loop; [`vcpu::dispatch`]
+//!   handles one exit.
 //! - [`exits`]: per-vCPU PMU exit counts and handling times.
 //! - [`report`]: the final statistics table (`vmm run --stats`,
 //!   `vmm stats`).
