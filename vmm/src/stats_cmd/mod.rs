@@ -173,8 +173,22 @@ fn once(args: &StatsArgs) -> u8 {
     0
 }
 
-fn write_timeline(sock: &Path, pmus: &[HostPmuInfo], path: &Path) -> Result<(), String> {
-    let timelines = fetch_timelines(sock, pmus).map_err(|e| e.to_string())?;
-    timeline::render_svg(path, &timelines)
-        .map_err(|e| format!("cannot write timeline {}: {e}", path.display()))
+/// Why `--timeline` could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum TimelineFileError {
+    #[error(transparent)]
+    Api(#[from] std::io::Error),
+    #[error("cannot write timeline {}: {source}", path.display())]
+    Render {
+        path: PathBuf,
+        source: timeline::TimelineError,
+    },
+}
+
+fn write_timeline(sock: &Path, pmus: &[HostPmuInfo], path: &Path) -> Result<(), TimelineFileError> {
+    let timelines = fetch_timelines(sock, pmus)?;
+    timeline::render_svg(path, &timelines).map_err(|source| TimelineFileError::Render {
+        path: path.to_path_buf(),
+        source,
+    })
 }
