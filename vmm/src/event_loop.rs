@@ -11,7 +11,7 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::timerfd::TimerFd;
 
-use crate::vm::{StopReason, VmShared};
+use crate::shared::{StopReason, VmShared};
 
 /// Watches the stop sources and drives the publication tick.
 struct Control<'a> {
@@ -65,6 +65,17 @@ impl MutEventSubscriber for Control<'_> {
     }
 }
 
+/// Why the event loop could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EventLoopError {
+    #[error("timeout timer: {0}")]
+    TimeoutTimer(std::io::Error),
+    #[error("publication timer: {0}")]
+    PublishTimer(std::io::Error),
+    #[error(transparent)]
+    EventManager(#[from] event_manager::Error),
+}
+
 fn periodic(every: Duration, first: Duration) -> std::io::Result<TimerFd> {
     let mut t = TimerFd::new()?;
     t.reset(first, Some(every))?;
@@ -92,7 +103,7 @@ fn run<'a>(
     take_signal: fn() -> i32,
     timeout: Option<Duration>,
     publish: Option<(Duration, Box<dyn FnMut() + 'a>)>,
-) -> Result<StopReason, String> {
+) -> Result<StopReason, EventLoopError> {
     let timeout = timeout
         .map(|t| {
             let mut fd = TimerFd::new()?;
@@ -100,11 +111,11 @@ fn run<'a>(
             Ok::<_, std::io::Error>(fd)
         })
         .transpose()
-        .map_err(|e| format!("timeout timer: {e}"))?;
+        .map_err(EventLoopError::TimeoutTimer)?;
     let publish = publish
         .map(|(every, f)| periodic(every, every).map(|t| (t, f)))
         .transpose()
-        .map_err(|e| format!("publication timer: {e}"))?;
+        .map_err(EventLoopError::PublishTimer)?;
     let control = Control {
         shared: Arc::clone(shared),
         signal_evt,
@@ -113,7 +124,7 @@ fn run<'a>(
         publish,
         outcome: None,
     };
-    let mut em = EventManager::<Control>::new().map_err(|e| format!("{e:?}"))?;
+    let mut em = EventManager::<Control>::new()?;
     let id = em.add_subscriber(control);
     loop {
         // A stop requested before the loop started was recorded already.
@@ -123,9 +134,9 @@ fn run<'a>(
         match em.run() {
             Ok(_) => {}
             Err(event_manager::Error::Epoll(e)) if e.errno() == libc::EINTR => {}
-            Err(e) => return Err(format!("{e:?}")),
+            Err(e) => return Err(e.into()),
         }
-        let control = em.subscriber_mut(id).map_err(|e| format!("{e:?}"))?;
+        let control = em.subscriber_mut(id)?;
         if let Some(r) = control.outcome.take() {
             return Ok(r);
         }

@@ -2,8 +2,17 @@
 //!
 //! - [`cli`]: `vmm run`, argument parsing and exit statuses.
 //! - [`vm`]: the VM (memory, irqchip, PIT), vCPU threads and stopping.
+//! - [`shared`]: what the main thread and vCPU threads share, and why
+//!   the VM stopped.
 //! - [`event_loop`]: the main thread's event loop (event-manager).
-//! - [`vcpu`]: the `KVM_RUN` loop and exit dispatch.
+//! - [`vcpu`]: the vCPU thread and `KVM_RUN` loop; [`vcpu::dispatch`]
+//!   handles one exit.
+//! - [`exits`]: per-vCPU PMU exit counts and handling times.
+//! - [`report`]: the final statistics table (`vmm run --stats`,
+//!   `vmm stats`).
+//! - [`stats_source`]: the statistics API's view of a running VM.
+//! - [`stats_cmd`]: `vmm stats`, the API's command-line client.
+//! - [`api`]: the statistics API (HTTP over a Unix socket).
 //! - [`view`]: what vCPU threads publish for other threads to read.
 //! - [`kick`]: getting a vCPU out of `KVM_RUN` (signal + `immediate_exit`).
 //! - [`boot`]: ELF64 and Multiboot v1 loaders and boot structures.
@@ -18,9 +27,12 @@ pub mod cli;
 pub mod cpuid;
 pub mod devices;
 pub mod event_loop;
+pub mod exits;
 pub mod guests;
 pub mod kick;
 pub mod pmu;
+pub mod report;
+pub mod shared;
 pub mod stats_cmd;
 pub mod stats_source;
 pub mod vcpu;

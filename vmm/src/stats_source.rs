@@ -7,7 +7,7 @@ use std::time::Instant;
 use vpmu::stats::VcpuStats;
 
 use crate::api::{self, model, ApiError, StatsSource};
-use crate::vm::VmShared;
+use crate::shared::VmShared;
 
 /// A running VM as the API sees it.
 pub struct VmSource {
@@ -85,6 +85,6 @@ impl StatsSource for VmSource {
     }
 
     fn exits(&self) -> model::Exits {
-        api::exits::exits_of(self.shared.exits.iter().map(|r| &**r))
+        crate::exits::exits_of(self.shared.exits.iter().map(|r| &**r))
     }
 }

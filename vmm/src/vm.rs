@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -15,17 +15,17 @@ use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::api::exits::ExitRecorder;
 use crate::api::{self, model, StatsSource};
 use crate::boot::{self, layout, BootEntry};
 use crate::devices::{fw_cfg::FwCfg, serial, PioBus};
+use crate::shared::VmShared;
 use crate::stats_source::VmSource;
+// `cli` names the stop reason through the VM it ran.
+pub use crate::shared::StopReason;
 use crate::vcpu::Vcpu;
-use crate::{event_loop, kick, pmu, stats_cmd, VmError};
+use crate::{event_loop, kick, pmu, report, VmError};
 use vpmu::config::PmuConfig;
 use vpmu::stats::VcpuStats;
-
-use crate::view::VcpuView;
 
 use crate::pmu::host::{HostPmuChoice, HostSide};
 use vpmu::core::policy::MuxPolicy;
@@ -80,78 +80,6 @@ pub struct VmConfig {
 
 /// How often vCPUs publish their state while the statistics API runs.
 const API_PUBLISH_INTERVAL: Duration = Duration::from_millis(200);
-
-/// Why the VM stopped; the CLI turns it into the exit status.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    /// The guest wrote this value to the debug-exit port.
-    GuestExit(u8),
-    /// Triple fault, failed entry, or KVM internal error.
-    GuestCrash(String),
-    /// `--timeout` elapsed.
-    Timeout,
-    /// SIGINT or SIGTERM.
-    Signal(i32),
-    /// A host-side failure while running.
-    VmmError(String),
-}
-
-/// State shared by the main thread and every vCPU thread.
-pub struct VmShared {
-    pub vm: VmFd,
-    /// The CPU vendor guests see.
-    pub vendor: CpuVendor,
-    pub pmu_config: PmuConfig,
-    pub host: HostSide,
-    /// What each vCPU publishes, indexed by vCPU id.
-    pub vcpus: Vec<Arc<VcpuView>>,
-    /// Each vCPU's PMU exit counters, indexed by vCPU id.
-    pub exits: Vec<Arc<ExitRecorder>>,
-    pub pio: PioBus,
-    stopping: AtomicBool,
-    reason: Mutex<Option<StopReason>>,
-    /// Written when a stop is requested; the main thread waits on it.
-    stop_evt: EventFd,
-}
-
-impl VmShared {
-    /// Records the first stop reason and wakes the main thread. Later
-    /// requests (e.g. other vCPUs exiting as they are kicked) do not override
-    /// the first.
-    pub fn request_stop(&self, reason: StopReason) {
-        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
-        if r.is_none() {
-            *r = Some(reason);
-        }
-        self.stopping.store(true, Ordering::Release);
-        if let Err(e) = self.stop_evt.write(1) {
-            log::error!("waking the main thread: {e}");
-        }
-    }
-
-    /// Whether vCPUs should leave their run loops.
-    pub fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    /// The eventfd written when a stop is requested.
-    pub fn stop_evt(&self) -> &EventFd {
-        &self.stop_evt
-    }
-
-    /// The recorded stop reason (the first one requested).
-    pub fn stop_reason(&self) -> StopReason {
-        self.reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or(StopReason::VmmError("stopped without a reason".into()))
-    }
-
-    fn take_reason(&self) -> Option<StopReason> {
-        self.reason.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-}
 
 /// The eventfd SIGINT/SIGTERM write to; -1 when no VM runs.
 static SIGNAL_EVT_FD: AtomicI32 = AtomicI32::new(-1);
@@ -269,25 +197,13 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     .map_err(VmError::Config)?;
 
     let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
-    let shared = Arc::new(VmShared {
-        vm,
-        vendor: cfg.vendor,
-        pmu_config: cfg.pmu,
-        host,
-        vcpus: (0..cfg.vcpus)
-            .map(|id| Arc::new(VcpuView::new(id)))
-            .collect(),
-        exits: (0..cfg.vcpus)
-            .map(|id| Arc::new(ExitRecorder::new(u32::from(id))))
-            .collect(),
-        pio: PioBus::new(
-            serial::new(uart_evt, stdout),
-            FwCfg::new(mem_size, u16::from(cfg.vcpus)),
-        ),
-        stopping: AtomicBool::new(false),
-        reason: Mutex::new(None),
-        stop_evt: EventFd::new(EFD_NONBLOCK).map_err(VmError::Host)?,
-    });
+    let pio = PioBus::new(
+        serial::new(uart_evt, stdout),
+        FwCfg::new(mem_size, u16::from(cfg.vcpus)),
+    );
+    let shared = Arc::new(
+        VmShared::new(vm, cfg.vendor, cfg.pmu, host, cfg.vcpus, pio).map_err(VmError::Host)?,
+    );
 
     let base_cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -342,12 +258,7 @@ fn config_info(cfg: &VmConfig) -> model::VmConfigInfo {
 
 /// `--stats`: the `vmm stats` table, from the vCPUs' final publications.
 fn print_summary(source: &VmSource) {
-    let vcpus: Vec<model::VcpuPmu> = source
-        .vcpu_ids()
-        .into_iter()
-        .filter_map(|id| source.vcpu_pmu(id))
-        .collect();
-    let table = stats_cmd::render_table(&source.vm(), &vcpus, &source.host_pmus());
+    let table = report::of_source(source);
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(table.as_bytes()).and_then(|()| out.flush()) {
         log::warn!("printing the statistics summary: {e}");

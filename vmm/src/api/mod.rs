@@ -19,7 +19,6 @@
 //! arrive within [`REQUEST_TIMEOUT`], an idle keep-alive connection is
 //! closed after it.
 
-pub mod exits;
 pub mod http;
 pub mod metrics;
 pub mod model;
@@ -29,7 +28,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use exits::ExitRecorder;
 pub use server::ApiServer;
 
 /// Most connections served at once.
@@ -55,7 +53,7 @@ pub trait StatsSource: Send + Sync + 'static {
     /// Rotation history of one PMU; `None` for an unknown PMU.
     fn timeline(&self, pmu: &str) -> Option<model::Timeline>;
     /// Trapped MSR accesses, PMIs and handling times (see
-    /// [`exits::exits_of`]).
+    /// [`crate::exits::exits_of`]).
     fn exits(&self) -> model::Exits;
 }
 

@@ -1,6 +1,7 @@
 //! The JSON bodies of the statistics API (documented in
-//! `resources/openapi.yaml`). Where the vPMU crate already has a serde type
-//! (guest PMU state, counter statistics), it is used as is.
+//! `resources/openapi.yaml`). Where the vPMU crate or the exit recorder
+//! already has a serde type (guest PMU state, counter statistics, exit
+//! counts), it is used as is.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,9 @@ use vpmu::guest::GuestPmuState;
 use vpmu::host::profile::PmuKind;
 use vpmu::source::CounterIndex;
 use vpmu::stats::{CapacityStats, PmuKindStat, VcpuStats};
+
+/// `GET /v1/exits` is what the exit recorders sum to, as is.
+pub use crate::exits::{Distribution, Exits, MsrExits, VcpuExits};
 
 /// `GET /v1/vm`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -207,57 +211,6 @@ impl Timeline {
             entries: h.snapshot().iter().map(TimelineEntry::of).collect(),
         }
     }
-}
-
-/// `GET /v1/exits`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Exits {
-    /// Per trapped MSR, all vCPUs together; MSRs never accessed included.
-    pub msrs: Vec<MsrExits>,
-    pub rdmsr: u64,
-    pub wrmsr: u64,
-    /// Accesses answered with #GP.
-    pub gp_injected: u64,
-    /// PMIs delivered to the guest (NMI or fixed vector).
-    pub pmis_injected: u64,
-    /// PMIs dropped: LVTPC masked or an unsupported delivery mode.
-    pub pmis_masked: u64,
-    /// Handling time of PMU exits (from the exit to the answer).
-    pub handling_ns: Distribution,
-    pub vcpus: Vec<VcpuExits>,
-}
-
-/// Accesses of one MSR.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct MsrExits {
-    pub msr: u32,
-    /// SDM name, e.g. `IA32_PERFEVTSEL0`.
-    pub name: String,
-    pub rdmsr: u64,
-    pub wrmsr: u64,
-}
-
-/// Exits of one vCPU.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct VcpuExits {
-    pub vcpu: u32,
-    pub rdmsr: u64,
-    pub wrmsr: u64,
-    pub gp_injected: u64,
-    pub pmis_injected: u64,
-    pub pmis_masked: u64,
-    pub handling_ns: Distribution,
-}
-
-/// A latency distribution in ns; percentiles are upper bounds of
-/// histogram buckets (within 1/8 of the value), never above `max`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Distribution {
-    pub count: u64,
-    pub p50: u64,
-    pub p99: u64,
-    pub max: u64,
-    pub mean: u64,
 }
 
 /// The body of every error response.

@@ -7,11 +7,14 @@
 //! - Multiboot v1 (a header in the first 8 KiB): an ELF32 image, or any image
 //!   using the header's a.out-kludge addresses, entered as QEMU's `-kernel`
 //!   does: 32-bit protected mode, paging off, EAX = 0x2BADB002, EBX = info.
+//!
+//! [`regs`] sets a vCPU's registers for that entry.
 
 pub mod elf;
 pub mod layout;
 pub mod multiboot;
 pub mod paging;
+pub mod regs;
 
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 

@@ -33,8 +33,14 @@ struct Lane<'a> {
     height: f64,
 }
 
+/// Why the SVG could not be drawn or written (plotters' error over the SVG
+/// backend's I/O).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct TimelineError(#[from] DrawingAreaErrorKind<std::io::Error>);
+
 /// Writes the timeline of `timelines` (one lane each) to `path`.
-pub fn render_svg(path: &Path, timelines: &[Timeline]) -> Result<(), String> {
+pub fn render_svg(path: &Path, timelines: &[Timeline]) -> Result<(), TimelineError> {
     // Per vCPU: last time seen anywhere, to close the last interval.
     let mut vcpu_end: BTreeMap<u32, u64> = BTreeMap::new();
     let (mut t_min, mut t_max) = (u64::MAX, 0u64);
@@ -78,8 +84,7 @@ pub fn render_svg(path: &Path, timelines: &[Timeline]) -> Result<(), String> {
     let height_px = 120 + (total_rows * f64::from(ROW_PX)) as u32;
 
     let root = SVGBackend::new(path, (WIDTH, height_px)).into_drawing_area();
-    let e = |e: &dyn std::fmt::Display| e.to_string();
-    root.fill(&WHITE).map_err(|x| e(&x))?;
+    root.fill(&WHITE)?;
     let ms = |ns: u64| ns as f64 / 1e6;
     let mut chart = ChartBuilder::on(&root)
         .caption(
@@ -89,15 +94,13 @@ pub fn render_svg(path: &Path, timelines: &[Timeline]) -> Result<(), String> {
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(10)
-        .build_cartesian_2d(ms(t_min)..ms(t_max), total_rows..0.0)
-        .map_err(|x| e(&x))?;
+        .build_cartesian_2d(ms(t_min)..ms(t_max), total_rows..0.0)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
         .disable_y_axis()
         .x_desc("vCPU run time (ms)")
-        .draw()
-        .map_err(|x| e(&x))?;
+        .draw()?;
 
     let x0 = ms(t_min);
     for (li, lane) in lanes.iter().enumerate() {
@@ -106,25 +109,21 @@ pub fn render_svg(path: &Path, timelines: &[Timeline]) -> Result<(), String> {
         } else {
             RGBColor(235, 240, 235)
         };
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(x0, lane.top), (ms(t_max), lane.top + lane.height)],
-                shade.filled(),
-            )))
-            .map_err(|x| e(&x))?;
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(x0, lane.top), (ms(t_max), lane.top + lane.height)],
+            shade.filled(),
+        )))?;
         let title = format!(
             "lane: {} ({} ms, {} points)",
             lane.t.host_pmu,
             lane.t.mux_interval_ms,
             lane.t.entries.len()
         );
-        chart
-            .draw_series(std::iter::once(Text::new(
-                title,
-                (x0, lane.top + 0.2),
-                ("sans-serif", 13).into_font().color(&BLACK),
-            )))
-            .map_err(|x| e(&x))?;
+        chart.draw_series(std::iter::once(Text::new(
+            title,
+            (x0, lane.top + 0.2),
+            ("sans-serif", 13).into_font().color(&BLACK),
+        )))?;
         if lane.t.entries.is_empty() {
             continue;
         }
@@ -151,16 +150,14 @@ pub fn render_svg(path: &Path, timelines: &[Timeline]) -> Result<(), String> {
                     palette(*counter).filled(),
                 ));
             }
-            chart.draw_series(bars).map_err(|x| e(&x))?;
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    format!("vcpu{vcpu} {}", counter_name(*counter)),
-                    (x0, y + 0.15),
-                    ("sans-serif", 11).into_font().color(&BLACK),
-                )))
-                .map_err(|x| e(&x))?;
+            chart.draw_series(bars)?;
+            chart.draw_series(std::iter::once(Text::new(
+                format!("vcpu{vcpu} {}", counter_name(*counter)),
+                (x0, y + 0.15),
+                ("sans-serif", 11).into_font().color(&BLACK),
+            )))?;
         }
     }
-    root.present().map_err(|x| e(&x))?;
+    root.present()?;
     Ok(())
 }

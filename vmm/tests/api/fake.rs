@@ -8,7 +8,8 @@ use std::time::Instant;
 use vmm::api::model::{
     Exits, HostPmuInfo, Timeline, VcpuPmu, VmConfigInfo, VmInfo, VpmuConfigInfo,
 };
-use vmm::api::{exits::exits_of, ApiError, ExitRecorder, StatsSource};
+use vmm::api::{ApiError, StatsSource};
+use vmm::exits::{exits_of, ExitRecorder};
 use vpmu::config::PmuConfig;
 use vpmu::core::{HostPmu, MuxPolicy, VcpuCounters};
 use vpmu::guest::GuestPmu;

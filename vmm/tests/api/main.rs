@@ -548,7 +548,7 @@ fn socket_mode_stale_socket_and_refusals() {
 fn stats_command_prints_a_table_json_and_timeline() {
     let (_s, sock, src) = server();
     let snap = vmm::stats_cmd::fetch(&sock).unwrap();
-    let table = vmm::stats_cmd::render_table(&snap.vm, &snap.vcpus, &snap.host_pmus);
+    let table = vmm::report::render_table(&snap.vm, &snap.vcpus, &snap.host_pmus);
     eprintln!("{table}");
     assert!(table.contains("Performance counter stats for VM (2 vCPUs"));
     assert!(table.contains("cycles"));

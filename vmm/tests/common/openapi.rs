@@ -13,7 +13,7 @@ impl OpenApi {
     pub fn load() -> OpenApi {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../resources/openapi.yaml");
         let text = std::fs::read_to_string(&p).expect("resources/openapi.yaml");
-        let doc: Value = serde_yaml::from_str(&text).expect("OpenAPI YAML");
+        let doc: Value = serde_norway::from_str(&text).expect("OpenAPI YAML");
         assert_eq!(doc["openapi"].as_str().map(|s| &s[..2]), Some("3."));
         OpenApi { doc }
     }

@@ -1,12 +1,12 @@
 //! Per-vCPU exit statistics, recorded by the vCPU thread on every PMU exit
 //! with relaxed atomics only: no allocation, no lock, no syscall. Readers
-//! (the API) sum them up with [`exits_of`].
+//! sum them up with [`exits_of`] into [`Exits`], which the statistics API
+//! serves as `GET /v1/exits` and renders as metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::{Deserialize, Serialize};
 use vpmu::arch::trapped_ranges;
-
-use super::model::{Distribution, Exits, MsrExits, VcpuExits};
 
 /// Most trapped MSRs (the trapped ranges of both vendors hold 59 today).
 const MAX_MSRS: usize = 64;
@@ -195,7 +195,58 @@ fn distribution(hist: &[u64; BUCKETS], sum: u64, max: u64) -> Distribution {
     }
 }
 
-/// All vCPUs' exits together (for [`super::StatsSource::exits`]).
+/// `GET /v1/exits`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Exits {
+    /// Per trapped MSR, all vCPUs together; MSRs never accessed included.
+    pub msrs: Vec<MsrExits>,
+    pub rdmsr: u64,
+    pub wrmsr: u64,
+    /// Accesses answered with #GP.
+    pub gp_injected: u64,
+    /// PMIs delivered to the guest (NMI or fixed vector).
+    pub pmis_injected: u64,
+    /// PMIs dropped: LVTPC masked or an unsupported delivery mode.
+    pub pmis_masked: u64,
+    /// Handling time of PMU exits (from the exit to the answer).
+    pub handling_ns: Distribution,
+    pub vcpus: Vec<VcpuExits>,
+}
+
+/// Accesses of one MSR.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MsrExits {
+    pub msr: u32,
+    /// SDM name, e.g. `IA32_PERFEVTSEL0`.
+    pub name: String,
+    pub rdmsr: u64,
+    pub wrmsr: u64,
+}
+
+/// Exits of one vCPU.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VcpuExits {
+    pub vcpu: u32,
+    pub rdmsr: u64,
+    pub wrmsr: u64,
+    pub gp_injected: u64,
+    pub pmis_injected: u64,
+    pub pmis_masked: u64,
+    pub handling_ns: Distribution,
+}
+
+/// A latency distribution in ns; percentiles are upper bounds of
+/// histogram buckets (within 1/8 of the value), never above `max`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+    pub mean: u64,
+}
+
+/// All vCPUs' exits together (for [`crate::api::StatsSource::exits`]).
 pub fn exits_of<'a>(recorders: impl IntoIterator<Item = &'a ExitRecorder>) -> Exits {
     let mut msr_counts = [[0u64; 2]; MAX_MSRS];
     let mut hist = [0u64; BUCKETS];
