@@ -81,7 +81,20 @@ pub struct VmConfig {
 /// How often vCPUs publish their state while the statistics API runs.
 const API_PUBLISH_INTERVAL: Duration = Duration::from_millis(200);
 
-/// The eventfd SIGINT/SIGTERM write to; -1 when no VM runs.
+/// Signals that stop the VM like `--timeout` does (clean shutdown, statistics
+/// written, socket removed, status 128 + N): every signal whose default
+/// action terminates the process and that a user or a supervisor sends.
+pub const STOP_SIGNALS: [libc::c_int; 7] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+];
+
+/// The eventfd the stop signals write to; -1 when no VM runs.
 static SIGNAL_EVT_FD: AtomicI32 = AtomicI32::new(-1);
 /// The signal that asked the VM to stop.
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -302,7 +315,7 @@ fn run_until_stopped(
 ) -> Result<StopReason, VmError> {
     let signal_evt = EventFd::new(EFD_NONBLOCK).map_err(VmError::Host)?;
     SIGNAL_EVT_FD.store(signal_evt.as_raw_fd(), Ordering::SeqCst);
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+    for sig in STOP_SIGNALS {
         vmm_sys_util::signal::register_signal_handler(sig, handle_stop_signal)
             .map_err(|e| VmError::Host(e.into()))?;
     }

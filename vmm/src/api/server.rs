@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -74,8 +74,10 @@ fn clear_stale(path: &Path) -> Result<(), ApiError> {
 }
 
 /// Binds a socket of mode 0600 at `path` without ever replacing what is
-/// there: bind a temporary name in the same directory, chmod it, hard-link
-/// it to `path` (fails if `path` exists), unlink the temporary name.
+/// there and without a moment where anyone else can connect: bind inside a
+/// fresh private directory (mode 0700) next to `path`, chmod the socket to
+/// 0600, hard-link it to `path` (fails if `path` exists), then remove the
+/// temporary name and directory.
 fn bind(path: &Path) -> Result<UnixListener, ApiError> {
     clear_stale(path)?;
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -83,18 +85,25 @@ fn bind(path: &Path) -> Result<UnixListener, ApiError> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let tmp = dir.join(format!(
-        ".api-{}-{}.sock",
+    let private = dir.join(format!(
+        ".api-{}-{}",
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(|e| socket_err(path, e))?;
+    let tmp = private.join("api.sock");
+    let bound = UnixListener::bind(&tmp).and_then(|listener| {
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::hard_link(&tmp, path)?;
+        Ok(listener)
+    });
     let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp).map_err(|e| socket_err(path, e))?;
-    let linked = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-        .and_then(|_| std::fs::hard_link(&tmp, path));
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(listener),
+    let _ = std::fs::remove_dir(&private);
+    match bound {
+        Ok(listener) => Ok(listener),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(ApiError::SocketPath(
             path.display().to_string(),
             "appeared while binding; refusing to replace it".into(),

@@ -516,6 +516,13 @@ fn socket_mode_stale_socket_and_refusals() {
         let _s = api::spawn(&path, src.clone()).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        // Bound in a private directory that is gone again: nothing else in
+        // the directory, at no time a socket of another mode.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("a.sock")]);
         // A live socket is not replaced.
         let e = api::spawn(&path, src.clone()).err().expect("refused");
         assert!(e.to_string().contains("in use"), "{e}");
