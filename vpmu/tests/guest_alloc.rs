@@ -15,6 +15,9 @@ thread_local! {
     static ALLOCS: Cell<u64> = const { Cell::new(0) };
 }
 
+// SAFETY: every allocation and deallocation is forwarded unchanged to the
+// system allocator, which upholds GlobalAlloc's contract; the counting
+// touches only thread-local cells and never allocates.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if ARMED.with(Cell::get) {

@@ -87,9 +87,9 @@ impl PerfFd {
             )
         };
         let fd = check(fd)?;
-        // SAFETY: `fd` was just returned by the kernel and is owned by no
-        // one else; OwnedFd closes it exactly once.
         Ok(PerfFd {
+            // SAFETY: `fd` was just returned by the kernel and is owned by
+            // no one else; OwnedFd closes it exactly once.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }
