@@ -46,7 +46,7 @@ pub enum VmError {
     #[error("{0}")]
     Config(String),
     #[error("cannot read kernel {0}: {1}")]
-    KernelFile(String, std::io::Error),
+    KernelFile(String, vpmu::util::file::FileError),
     #[error("cannot boot kernel: {0}")]
     Boot(#[from] boot::BootError),
     #[error("KVM unavailable: {0}")]

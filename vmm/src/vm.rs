@@ -122,10 +122,14 @@ fn open_kvm() -> Result<Kvm, VmError> {
     })
 }
 
-fn read_kernel(kernel: &Kernel) -> Result<std::borrow::Cow<'static, [u8]>, VmError> {
+fn read_kernel(
+    kernel: &Kernel,
+    max_bytes: u64,
+) -> Result<std::borrow::Cow<'static, [u8]>, VmError> {
     match kernel {
         Kernel::Builtin(b) => Ok(std::borrow::Cow::Borrowed(b)),
-        Kernel::Path(p) => std::fs::read(p)
+        // An image larger than guest RAM cannot be loaded anyway.
+        Kernel::Path(p) => vpmu::util::file::read_regular(p, max_bytes)
             .map(std::borrow::Cow::Owned)
             .map_err(|e| VmError::KernelFile(p.display().to_string(), e)),
     }
@@ -156,7 +160,7 @@ pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
 /// Builds the VM, runs it until it stops, and returns why it stopped.
 pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     validate(cfg)?;
-    let image = read_kernel(&cfg.kernel)?;
+    let image = read_kernel(&cfg.kernel, cfg.mem_mib << 20)?;
     let kvm = open_kvm()?;
     let vm = kvm
         .create_vm()

@@ -11,6 +11,7 @@
 //! - [`core`]: the multiplexer, after the Linux perf core.
 //! - [`host`]: host counter backends (simulated, perf).
 //! - [`stats`]: serde snapshot types for the statistics API.
+//! - [`util`]: helpers that are not about PMUs (bounded file reads).
 
 pub mod arch;
 pub mod config;
@@ -19,3 +20,4 @@ pub mod guest;
 pub mod host;
 pub mod source;
 pub mod stats;
+pub mod util;

@@ -243,6 +243,46 @@ fn bad_inputs() -> Result<(), String> {
         argv(&["run", "--kernel", &hello_path, "--memory", "0"]),
     ));
     cases.push(("unknown flag".into(), argv(&["run", "--frobnicate"])));
+    // Endless, huge or blocking inputs: refused at once, never read whole.
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: mkfifo on a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err("mkfifo failed".into());
+    }
+    let fifo = fifo.to_string_lossy().into_owned();
+    let big = dir.join("big.elf");
+    let f = std::fs::File::create(&big).map_err(|e| e.to_string())?;
+    f.set_len(17 << 20).map_err(|e| e.to_string())?;
+    let big = big.to_string_lossy().into_owned();
+    let sim_fifo = format!("sim:{fifo}");
+    for (name, args) in [
+        ("kernel /dev/zero", vec!["run", "--kernel", "/dev/zero"]),
+        (
+            "kernel FIFO without a writer",
+            vec!["run", "--kernel", &fifo],
+        ),
+        (
+            "kernel larger than RAM",
+            vec!["run", "--kernel", &big, "--memory", "16"],
+        ),
+        (
+            "profile /dev/zero",
+            vec![
+                "run",
+                "--kernel",
+                &hello_path,
+                "--host-pmu",
+                "sim:/dev/zero",
+            ],
+        ),
+        (
+            "profile FIFO",
+            vec!["run", "--kernel", &hello_path, "--host-pmu", &sim_fifo],
+        ),
+    ] {
+        cases.push((name.into(), argv(&args)));
+    }
     cases.push((
         "negative timeout".into(),
         argv(&["run", "--kernel", &hello_path, "--timeout", "-1"]),

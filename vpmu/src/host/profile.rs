@@ -24,6 +24,9 @@ use serde::Deserialize;
 
 use super::event::EventName;
 
+/// Largest profile file read (the built-in ones are about 1 KiB).
+pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
 /// Built-in profiles: name and TOML text.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
@@ -71,8 +74,10 @@ pub enum ProfileError {
     #[error("cannot read profile {path}: {source}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        source: crate::util::file::FileError,
     },
+    #[error("profile {origin} is not UTF-8")]
+    NotUtf8 { origin: String },
     #[error("profile {origin}: {source}")]
     Toml {
         origin: String,
@@ -263,11 +268,17 @@ impl Profile {
     }
 
     fn read(path: &Path) -> Result<Profile, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Io {
-            path: path.to_path_buf(),
-            source,
+        let bytes = crate::util::file::read_regular(path, MAX_PROFILE_BYTES).map_err(|source| {
+            ProfileError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
-        Profile::parse(&text, &path.display().to_string())
+        let origin = path.display().to_string();
+        let text = String::from_utf8(bytes).map_err(|_| ProfileError::NotUtf8 {
+            origin: origin.clone(),
+        })?;
+        Profile::parse(&text, &origin)
     }
 
     /// Parses and validates profile text; `origin` names it in errors.

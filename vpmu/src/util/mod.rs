@@ -1,0 +1,3 @@
+//! Small helpers that are not about PMUs.
+
+pub mod file;
