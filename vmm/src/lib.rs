@@ -65,8 +65,12 @@ pub enum VmError {
 
 /// Exit statuses of `vmm` (the README lists them).
 pub mod exit_status {
-    /// A host-side failure while setting up or running the VM.
-    pub const VMM_ERROR: u8 = 1;
+    /// A host-side failure while setting up or running the VM (a KVM ioctl
+    /// or a host syscall failed). Not 1, which a guest writing 1 to the
+    /// debug-exit port produces; the error line on stderr tells the rest.
+    pub const VMM_ERROR: u8 = 126;
+    /// `vmm stats`: the API could not be reached or answered an error.
+    pub const STATS_UNREACHABLE: u8 = 1;
     /// Usage or configuration error: bad arguments, unreadable or
     /// unsupported image, /dev/kvm missing or not permitted.
     pub const CONFIG: u8 = 2;
@@ -91,5 +95,33 @@ impl VmError {
             // A socket path the user gave that cannot be served on.
             VmError::Api(_) => exit_status::CONFIG,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_failures_have_their_own_status() {
+        let host = VmError::Host(std::io::Error::from_raw_os_error(libc::ENOMEM));
+        assert_eq!(host.exit_status(), exit_status::VMM_ERROR);
+        let kvm = VmError::Kvm("KVM_RUN", kvm_ioctls::Error::new(libc::EFAULT));
+        assert_eq!(kvm.exit_status(), exit_status::VMM_ERROR);
+        // Distinct from what a guest writing 0 or 1 produces, and from the
+        // other statuses of `vmm run`.
+        let run_statuses = [
+            exit_status::CONFIG,
+            exit_status::TIMEOUT,
+            exit_status::GUEST_CRASH,
+        ];
+        assert!(![0, 1]
+            .iter()
+            .chain(&run_statuses)
+            .any(|s| *s == host.exit_status()));
+        assert_eq!(
+            VmError::Config("x".into()).exit_status(),
+            exit_status::CONFIG
+        );
     }
 }

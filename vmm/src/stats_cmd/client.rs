@@ -35,9 +35,19 @@ pub fn request(
     out.extend_from_slice(body.unwrap_or(&[]));
     s.write_all(&out)?;
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
+    // One byte more than allowed tells a response that is too large.
+    s.take(MAX_RESPONSE_BYTES + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_RESPONSE_BYTES {
+        return Err(bad(&format!(
+            "response larger than {MAX_RESPONSE_BYTES} bytes"
+        )));
+    }
     parse_response(&buf)
 }
+
+/// Largest response read: far above what a VM of 16 vCPUs answers (tens of
+/// KiB), so a broken or hostile server cannot make `vmm stats` eat memory.
+pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
 
 fn bad(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
@@ -79,4 +89,33 @@ pub fn get_json<T: serde::de::DeserializeOwned>(sock: &Path, path: &str) -> io::
         return Err(io::Error::other(format!("GET {path}: {} {msg}", r.status)));
     }
     serde_json::from_slice(&r.body).map_err(|e| bad(&format!("GET {path}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn an_endless_response_is_cut_at_the_cap() {
+        let dir = std::env::temp_dir().join(format!("vmm-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("endless.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+            let chunk = vec![b'x'; 1 << 20];
+            // Far more than the cap; stops when the client hangs up.
+            for _ in 0..((4 * MAX_RESPONSE_BYTES) >> 20) {
+                if c.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let e = request(&sock, "GET", "/v1/vm", None).unwrap_err();
+        assert!(e.to_string().contains("response larger than"), "{e}");
+        server.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -121,7 +121,7 @@ pub fn main(args: &StatsArgs) -> u8 {
             Err(e) => {
                 if first {
                     eprintln!("vmm stats: {}: {e}", args.api_sock.display());
-                    return crate::exit_status::VMM_ERROR;
+                    return crate::exit_status::STATS_UNREACHABLE;
                 }
                 // The VM went away.
                 eprintln!("vmm stats: VM gone ({e})");
@@ -147,13 +147,13 @@ fn once(args: &StatsArgs) -> u8 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("vmm stats: {}: {e}", args.api_sock.display());
-            return crate::exit_status::VMM_ERROR;
+            return crate::exit_status::STATS_UNREACHABLE;
         }
     };
     if let Some(path) = &args.timeline {
         if let Err(e) = write_timeline(&args.api_sock, &snap.host_pmus, path) {
             eprintln!("vmm stats: {e}");
-            return crate::exit_status::VMM_ERROR;
+            return crate::exit_status::STATS_UNREACHABLE;
         }
     }
     if args.json {
@@ -161,7 +161,7 @@ fn once(args: &StatsArgs) -> u8 {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 eprintln!("vmm stats: {e}");
-                return crate::exit_status::VMM_ERROR;
+                return crate::exit_status::STATS_UNREACHABLE;
             }
         }
     } else {
