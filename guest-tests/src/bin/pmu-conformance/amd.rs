@@ -13,6 +13,7 @@ use crate::pmi::{self, counts, handler_state, wait_pmi, wait_wrap, PMI_VECTOR, P
 use core::sync::atomic::{AtomicU64, Ordering};
 use guest_tests::amd_pmu::*;
 use guest_tests::pmu::CPUID_1_ECX_PDCM;
+use guest_tests::sync::Barrier;
 use guest_tests::{cmdline, cpuid, irq, lapic, msr, rdtsc, smp, try_rdmsr, try_wrmsr, Tap};
 
 /// Whether the AMD suite runs (instead of the Intel one).
@@ -124,6 +125,7 @@ pub fn run(tap: &Tap, run_each: fn(fn(u32))) -> ! {
     smp::run_on_all(core_rules);
     agg::flush(tap);
     smp::run_on_all(global_rules);
+    smp::run_on_all(per_vcpu_state);
     agg::flush(tap);
     tap.diag("counting");
     run_each(counting);
@@ -466,6 +468,40 @@ fn global_rules(_cpu: u32) {
         r(PERF_CNTR_GLOBAL_STATUS),
         0,
     );
+}
+
+static BARRIER: Barrier = Barrier::all_cpus();
+
+/// Every vCPU has its own PMU: values written on one CPU are not seen by
+/// another (all CPUs run this at the same time).
+fn per_vcpu_state(cpu: u32) {
+    let cfg = Cfg::get();
+    let (sel, ctr) = (u64::from(cpu) << 8, 0x1000 + u64::from(cpu));
+    w(perf_evt_sel(0), sel);
+    w(cfg.ctr(0), ctr);
+    let ctl = if cfg.version >= 2 {
+        let v = 1 << (cpu % u32::from(cfg.gp));
+        w(PERF_CNTR_GLOBAL_CTL, v);
+        v
+    } else {
+        0
+    };
+    BARRIER.wait();
+    let got = (r(perf_evt_sel(0)), r(cfg.ctr(0)));
+    let got_ctl = if cfg.version >= 2 {
+        r(PERF_CNTR_GLOBAL_CTL)
+    } else {
+        0
+    };
+    BARRIER.wait();
+    agg::check(
+        format_args!(
+            "PMU state is per vCPU (PerfEvtSel0, counter 0, GlobalCtl written on every CPU)"
+        ),
+        got == (sel, ctr) && got_ctl == ctl,
+        format_args!("read {got:x?} GlobalCtl {got_ctl:#x}, wrote ({sel:#x}, {ctr:#x}) {ctl:#x}"),
+    );
+    reset(cfg);
 }
 
 /// Program counter `i` with `sel` from 0.
