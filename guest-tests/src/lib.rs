@@ -7,6 +7,7 @@
 //! returns, the guest exits with status 0.
 #![no_std]
 
+pub mod amd_pmu;
 pub mod boot;
 pub mod cmdline;
 pub mod exceptions;

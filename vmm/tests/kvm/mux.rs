@@ -24,12 +24,15 @@ pub const TESTS: &[(&str, KvmTest)] = &[
 
 const PROFILE: &str = "intel-4gp-3fixed";
 
-/// `mux-steady` with `gp` GP-only counters on the simulated 4-GP host: the
-/// run and vCPU 0's final statistics.
-fn run_mux(gp: u8, extra: &[&str]) -> Result<(Run, VcpuStats), String> {
+/// TSC ticks `mux-steady` spins by default: 100+ rotations unless the host
+/// gives the vCPU thread less than a quarter of a CPU.
+const TICKS: u64 = 4_000_000_000;
+
+/// `mux-steady` with `gp` GP-only counters on the simulated 4-GP host,
+/// spinning `ticks` TSC ticks: the run and vCPU 0's final statistics.
+fn run_mux(gp: u8, ticks: u64, extra: &[&str]) -> Result<(Run, VcpuStats), String> {
     let host = format!("sim:{PROFILE}");
-    // Long enough for 100+ rotations even on a loaded host.
-    let cmdline = format!("gp={gp} ticks=4000000000");
+    let cmdline = format!("gp={gp} ticks={ticks}");
     let mut args = vec![
         "--cpu-vendor",
         "intel",
@@ -107,18 +110,18 @@ fn verdict(problems: Vec<String>) -> Result<(), String> {
 fn eight_on_four() -> Result<(), String> {
     // Rotation runs on the vCPU's run time: a 1 ms interval keeps 100+
     // rotations even when a loaded host gives the vCPU a quarter of a CPU.
-    let (run, vcpu) = run_mux(8, &["--mux-interval-ms", "cpu=1"])?;
+    let (run, vcpu) = run_mux(8, TICKS, &["--mux-interval-ms", "cpu=1"])?;
+    let rotations = vcpu
+        .pmus
+        .iter()
+        .find(|p| p.name == "cpu")
+        .map_or(0, |p| p.rotations);
     let profile = Profile::builtin(PROFILE).map_err(|e| e.to_string())?;
     let cpu = profile
         .pmus
         .iter()
         .find(|p| p.name == "cpu")
         .ok_or("profile has no cpu PMU")?;
-    let rotations = vcpu
-        .pmus
-        .iter()
-        .find(|p| p.name == "cpu")
-        .map_or(0, |p| p.rotations);
     if rotations < 100 {
         return Err(format!("only {rotations} rotations"));
     }
@@ -149,7 +152,7 @@ fn eight_on_four() -> Result<(), String> {
 /// profile's rates, 20 ms at 3x): scaled values stay within 5% of the
 /// simulated truth over each counter's enabled time.
 fn phase_change() -> Result<(), String> {
-    let (run, vcpu) = run_mux(8, &["--sim-phases", "20:1,20:3"])?;
+    let (run, vcpu) = run_mux(8, TICKS, &["--sim-phases", "20:1,20:3"])?;
     verdict(against_truth(&run, &vcpu, 0.05, |c| {
         c.simulated_truth
             .map(|t| t as f64)
@@ -160,7 +163,7 @@ fn phase_change() -> Result<(), String> {
 /// 4 counters on 4 host GP counters: everything fits, so no PMU needs
 /// rotation, no rotation timer is armed and every counter runs all the time.
 fn all_fit() -> Result<(), String> {
-    let (_, vcpu) = run_mux(4, &[])?;
+    let (_, vcpu) = run_mux(4, TICKS, &[])?;
     let rotations: u64 = vcpu.pmus.iter().map(|p| p.rotations).sum();
     let partial: Vec<f64> = vcpu
         .counters

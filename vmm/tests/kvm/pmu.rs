@@ -138,4 +138,118 @@ fn conformance_matrix() -> Result<(), String> {
     }
 }
 
-pub const TESTS: &[(&str, KvmTest)] = &[("pmu::conformance_matrix", conformance_matrix)];
+/// One AMD configuration: the guest sees `AuthenticAMD` and the AMD PMU of
+/// `version` with `gp` counters, on host side `host`.
+struct AmdConfig {
+    vpmu: bool,
+    version: u8,
+    gp: u8,
+    vcpus: u8,
+    host: &'static str,
+}
+
+impl AmdConfig {
+    fn run(&self) -> Result<(), String> {
+        let on_off = |b: bool| if b { "on" } else { "off" };
+        let (version, gp, vcpus) = (
+            self.version.to_string(),
+            self.gp.to_string(),
+            self.vcpus.to_string(),
+        );
+        let cmdline = format!(
+            "vpmu={} arch=amd amd_version={} gp={}",
+            on_off(self.vpmu),
+            self.version,
+            self.gp
+        );
+        let args = [
+            "--cpu-vendor",
+            "amd",
+            "--vpmu",
+            on_off(self.vpmu),
+            "--amd-pmu-version",
+            &version,
+            "--gp-counters",
+            &gp,
+            "--host-pmu",
+            self.host,
+            "--vcpus",
+            &vcpus,
+            "--cmdline",
+            &cmdline,
+            "--timeout",
+            "60",
+        ];
+        let what = format!("{cmdline} vcpus={vcpus} host={}", self.host);
+        let run = run_guest("pmu-conformance.elf", &args)?;
+        run.expect_status(0).map_err(|e| format!("{what}: {e}"))?;
+        let last = run
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        let (passed, failed) =
+            parse_summary(last).ok_or_else(|| format!("{what}: no summary line, last `{last}`"))?;
+        let least = if self.vpmu { 60 } else { 30 };
+        if failed != 0 || passed < least {
+            return Err(format!(
+                "{what}: `{last}` (want >= {least} passed, 0 failed)\n{}",
+                run.stdout
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// AMD PMU versions 0, 1 and 2 with 4 and 6 counters (version 0 has at
+/// most 4), 1 and 4 vCPUs, on the perf backend and on `sim:amd-zen4`, and
+/// the vPMU off.
+fn amd_matrix() -> Vec<AmdConfig> {
+    let mut m = Vec::new();
+    for version in 0..=2u8 {
+        let gps: &[u8] = if version == 0 { &[1, 4] } else { &[4, 6] };
+        for &gp in gps {
+            for host in ["auto", "sim:amd-zen4"] {
+                m.push(AmdConfig {
+                    vpmu: true,
+                    version,
+                    gp,
+                    vcpus: 1,
+                    host,
+                });
+            }
+        }
+        m.push(AmdConfig {
+            vpmu: true,
+            version,
+            gp: if version == 0 { 4 } else { 6 },
+            vcpus: 4,
+            host: "auto",
+        });
+    }
+    for vcpus in [1, 4] {
+        m.push(AmdConfig {
+            vpmu: false,
+            version: 2,
+            gp: 6,
+            vcpus,
+            host: "auto",
+        });
+    }
+    m
+}
+
+fn amd_conformance_matrix() -> Result<(), String> {
+    let failures: Vec<String> = amd_matrix().iter().filter_map(|c| c.run().err()).collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n\n"))
+    }
+}
+
+pub const TESTS: &[(&str, KvmTest)] = &[
+    ("pmu::conformance_matrix", conformance_matrix),
+    ("pmu::amd_conformance_matrix", amd_conformance_matrix),
+];

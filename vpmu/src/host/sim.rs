@@ -13,6 +13,10 @@
 //! 2^-10), cumulative per counter, so they never go backwards and never lose
 //! an event to rounding between slices.
 //!
+//! Simulated guest time is all CPL 0, as with task-clock cycles on the perf
+//! backend (this project's guests run in ring 0): a counter without `OS`
+//! counts nothing.
+//!
 //! The backend also checks the scheduler: it refuses to enable a counter on a
 //! slot its constraint forbids or that another counter holds, and
 //! [`SimBackend::verify`] checks capacity after constraint-solving moves.
@@ -243,7 +247,7 @@ impl HostBackend for SimBackend {
         let c = SimCounter {
             event: *event,
             rate_q: rate_q(rate),
-            silent: !event.modifiers.usr && !event.modifiers.os,
+            silent: !event.modifiers.os,
             enabled_at: None,
             slot: None,
             acc: 0,

@@ -1,5 +1,7 @@
 //! `pmu-conformance`: TAP conformance suite of the guest-visible Intel
-//! architectural PMU (CPUID.0AH, PMU MSR rules, counting, overflow, PMIs).
+//! architectural PMU (CPUID.0AH, PMU MSR rules, counting, overflow, PMIs),
+//! and of the AMD64 PMU (`amd.rs`) on an AuthenticAMD guest with `arch=amd`
+//! or PerfCtrCore.
 //!
 //! Adapts to the PMU CPUID enumerates (version 1..5, 1..8 GP counters, 0..4
 //! fixed counters, full-width writes on/off, vPMU off), so one binary passes
@@ -14,6 +16,7 @@
 #![no_main]
 
 mod agg;
+mod amd;
 mod counting;
 mod cpuid;
 mod msr_rules;
@@ -52,6 +55,9 @@ fn run_each(f: fn(u32)) {
 
 fn main() -> ! {
     let tap = Tap::new();
+    if amd::selected() {
+        amd::run(&tap, run_each);
+    }
     let cfg = Config::read();
     cfg.publish();
     let cpus = smp::boot_aps();

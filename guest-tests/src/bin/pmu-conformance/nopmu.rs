@@ -1,4 +1,5 @@
-//! vPMU off: every architectural PMU MSR raises #GP on read and write.
+//! vPMU off (and the AMD suite): every Intel architectural PMU MSR raises
+//! #GP on read and write.
 
 use crate::agg;
 use crate::pmu::*;
@@ -32,6 +33,12 @@ pub fn all_msrs() -> impl Iterator<Item = (u32, &'static str, u8)> {
 }
 
 pub fn per_cpu(_cpu: u32) {
+    check_all("vPMU off");
+}
+
+/// Every Intel PMU MSR answers #GP on read and write (check names start
+/// with `why`).
+pub fn check_all(why: &str) {
     for (msr, name, i) in all_msrs() {
         let rd = try_rdmsr(msr);
         let w0 = try_wrmsr(msr, 0);
@@ -42,13 +49,13 @@ pub fn per_cpu(_cpu: u32) {
         let diag = format_args!("rdmsr {rd:x?}, wrmsr 0 {w0:x?}, wrmsr 1 {w1:x?}");
         if i == u8::MAX {
             agg::check(
-                format_args!("vPMU off: {name} ({msr:#x}) rdmsr/wrmsr #GP"),
+                format_args!("{why}: {name} ({msr:#x}) rdmsr/wrmsr #GP"),
                 all,
                 diag,
             );
         } else {
             agg::check(
-                format_args!("vPMU off: {name}{i} ({msr:#x}) rdmsr/wrmsr #GP"),
+                format_args!("{why}: {name}{i} ({msr:#x}) rdmsr/wrmsr #GP"),
                 all,
                 diag,
             );

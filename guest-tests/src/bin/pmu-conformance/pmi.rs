@@ -1,7 +1,8 @@
 //! Overflow and PMIs: a counter preloaded close to 2^48 wraps, sets its
 //! IA32_PERF_GLOBAL_STATUS bit, and with INT raises a PMI through LVTPC (NMI or fixed
 //! delivery), after which LVTPC is masked; a masked LVTPC delivers nothing.
-//! Runs on one CPU at a time.
+//! Runs on one CPU at a time. The PMI machinery (handlers, counts, waits)
+//! serves the AMD suite too.
 
 use crate::agg;
 use crate::pmu::*;
@@ -12,24 +13,25 @@ use guest_tests::{exceptions, irq, lapic, rdtsc, smp, try_rdmsr, try_wrmsr};
 /// Vector of fixed-mode PMIs.
 pub const PMI_VECTOR: u8 = 0x50;
 /// Events before the preloaded counter wraps (TSC ticks, at cycles' rate).
-const PRELOAD: u64 = 3_000_000;
+pub const PRELOAD: u64 = 3_000_000;
 /// Give up waiting for a PMI after this many TSC ticks.
-const TIMEOUT: u64 = 2_000_000_000;
+pub const TIMEOUT: u64 = 2_000_000_000;
 
 const MAX: usize = smp::MAX_CPUS;
 static NMI_COUNT: [AtomicU32; MAX] = [const { AtomicU32::new(0) }; MAX];
 static VEC_COUNT: [AtomicU32; MAX] = [const { AtomicU32::new(0) }; MAX];
-/// IA32_PERF_GLOBAL_STATUS read inside the last handler (u64::MAX: unreadable).
+/// The global status MSR read inside the last handler (u64::MAX:
+/// unreadable; 0 without one).
 static STATUS_IN_HANDLER: [AtomicU64; MAX] = [const { AtomicU64::new(0) }; MAX];
 static LVT_IN_HANDLER: [AtomicU32; MAX] = [const { AtomicU32::new(0) }; MAX];
-static VERSION: AtomicU32 = AtomicU32::new(0);
+/// The global overflow status MSR the handlers read (0: none).
+static STATUS_MSR: AtomicU32 = AtomicU32::new(0);
 
 fn record(count: &AtomicU32) {
     let cpu = smp::this_cpu() as usize % MAX;
-    let status = if VERSION.load(Ordering::Relaxed) >= 2 {
-        try_rdmsr(IA32_PERF_GLOBAL_STATUS).unwrap_or(u64::MAX)
-    } else {
-        0
+    let status = match STATUS_MSR.load(Ordering::Relaxed) {
+        0 => 0,
+        msr => try_rdmsr(msr).unwrap_or(u64::MAX),
     };
     STATUS_IN_HANDLER[cpu].store(status, Ordering::SeqCst);
     LVT_IN_HANDLER[cpu].store(lapic::lvt_perf(), Ordering::SeqCst);
@@ -44,14 +46,21 @@ fn vec_handler(_frame: &mut InterruptFrame) {
     record(&VEC_COUNT[smp::this_cpu() as usize % MAX]);
 }
 
-/// Install the NMI and PMI-vector handlers (BSP, before the tests).
-pub fn install(cfg: &Config) {
-    VERSION.store(u32::from(cfg.version), Ordering::Relaxed);
+/// Install the NMI and PMI-vector handlers (BSP, before the tests); the
+/// handlers record `status_msr` (the global overflow status) if given.
+pub fn install_handlers(status_msr: Option<u32>) {
+    STATUS_MSR.store(status_msr.unwrap_or(0), Ordering::Relaxed);
     idt::set_handler(exceptions::NMI, nmi_handler);
     idt::set_handler(PMI_VECTOR, vec_handler);
 }
 
-fn counts() -> (u32, u32) {
+/// Install the handlers for the Intel suite.
+pub fn install(cfg: &Config) {
+    install_handlers((cfg.version >= 2).then_some(IA32_PERF_GLOBAL_STATUS));
+}
+
+/// (NMI, vector) PMIs this CPU received so far.
+pub fn counts() -> (u32, u32) {
     let cpu = smp::this_cpu() as usize % MAX;
     (
         NMI_COUNT[cpu].load(Ordering::SeqCst),
@@ -59,7 +68,8 @@ fn counts() -> (u32, u32) {
     )
 }
 
-fn handler_state() -> (u64, u32) {
+/// (status MSR, LVTPC) as the last handler on this CPU read them.
+pub fn handler_state() -> (u64, u32) {
     let cpu = smp::this_cpu() as usize % MAX;
     (
         STATUS_IN_HANDLER[cpu].load(Ordering::SeqCst),
@@ -69,7 +79,7 @@ fn handler_state() -> (u64, u32) {
 
 /// Spin (interrupts on) until the PMI counts differ from `before` or the
 /// timeout passes; returns the TSC ticks waited.
-fn wait_pmi(before: (u32, u32)) -> u64 {
+pub fn wait_pmi(before: (u32, u32)) -> u64 {
     let t0 = rdtsc();
     irq::enable();
     while counts() == before && rdtsc() - t0 < TIMEOUT {
@@ -201,7 +211,7 @@ fn overflow_ctrs(cfg: &Config, gp_last: u8) -> [Option<Ctr>; 3] {
 /// timeout passes; returns the last value. Polling instead of a fixed busy
 /// loop: the counts come from vCPU thread CPU time, which lags the TSC when
 /// the host deschedules the thread.
-fn wait_wrap(msr: u32) -> u64 {
+pub fn wait_wrap(msr: u32) -> u64 {
     let t0 = rdtsc();
     loop {
         spin(PRELOAD / 4);
