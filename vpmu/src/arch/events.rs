@@ -123,6 +123,11 @@ impl ArchEvents {
         Self(self.0 | (1 << event.index))
     }
 
+    /// This set without `event`.
+    pub const fn without(self, event: &ArchEvent) -> Self {
+        Self(self.0 & !(1 << event.index))
+    }
+
     /// Whether `event` is in the set.
     pub const fn contains(self, event: &ArchEvent) -> bool {
         self.0 & (1 << event.index) != 0

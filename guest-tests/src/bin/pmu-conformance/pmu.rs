@@ -3,7 +3,7 @@
 
 pub use guest_tests::pmu::*;
 use guest_tests::sync::SpinLock;
-use guest_tests::{cpuid, lapic, msr, try_rdmsr, try_wrmsr};
+use guest_tests::{cmdline, cpuid, lapic, msr, try_rdmsr, try_wrmsr};
 
 /// Event select + unit mask of the architectural events, by CPUID.0AH:EBX bit.
 pub const ARCH_EVENTS: [(&str, u64); 8] = [
@@ -39,6 +39,23 @@ pub struct Config {
 
 static CFG: SpinLock<Option<Config>> = SpinLock::new(None);
 
+/// The fixed counters the VMM configured. Before version 5 that is
+/// `CPUID.0AH:EDX[4:0]`. From version 5 CPUID advertises only the fixed
+/// counters whose event the host counts (`ECX` bitmask, `EDX[4:0]` the
+/// contiguous ones), so a counter on an unavailable event is a gap: the
+/// configured count comes from `fixed=` on the command line when given.
+fn fixed_counters(version: u8, ecx: u32, edx: u32) -> u8 {
+    let contiguous = (edx & 0x1F) as u8;
+    match version {
+        0 | 1 => 0,
+        2..=4 => contiguous,
+        _ => cmdline::get_u64("fixed")
+            .map(|f| f.min(4) as u8)
+            .unwrap_or((32 - ecx.leading_zeros()) as u8)
+            .max(contiguous),
+    }
+}
+
 impl Config {
     /// Read CPUID (and IA32_PERF_CAPABILITIES if PDCM) on this CPU.
     pub fn read() -> Config {
@@ -67,11 +84,7 @@ impl Config {
             gp_width: (r.eax >> 16) as u8,
             ebx_len: (r.eax >> 24) as u8,
             unavailable: r.ebx,
-            n_fixed: if version >= 2 {
-                (r.edx & 0x1F) as u8
-            } else {
-                0
-            },
+            n_fixed: fixed_counters(version, r.ecx, r.edx),
             fixed_width: if version >= 2 { (r.edx >> 5) as u8 } else { 0 },
             fw,
         }
