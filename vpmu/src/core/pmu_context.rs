@@ -264,14 +264,6 @@ impl<B: HostBackend> Sched<'_, B> {
         }
     }
 
-    pub(crate) fn sched_out_pinned(&mut self, pc: &mut PmuContext) {
-        for i in 0..pc.pinned_active.len() {
-            let gid = pc.pinned_active[i];
-            self.group_sched_out(pc, gid);
-        }
-        pc.pinned_active.clear();
-    }
-
     /// Pinned groups not yet active: place them or mark them ERROR.
     pub(crate) fn sched_in_pinned(&mut self, pc: &mut PmuContext) {
         if pc.pinned_active.len() == pc.pinned.len() {

@@ -21,13 +21,12 @@ use super::context::{Context, CoreError};
 use super::group::{EventId, EventReading, GroupState};
 use super::host_pmu::HostPmu;
 use super::policy::{scale, Grouping, MuxPolicy, Scaling};
-use super::rotation::RotationFlags;
 use crate::config::PmuArch;
 use crate::host::profile::{EventMapping, Profile};
 use crate::host::sim::SimBackend;
 use crate::host::{EventName, HostBackend, HostEvent, Modifiers};
 use crate::source::{CountSource, CounterConfig, CounterIndex};
-use crate::stats::{CounterState, CounterStats, SnapshotSlot, VcpuStats};
+use crate::stats::{CounterState, CounterStats, VcpuStats};
 
 /// Which host PMU counts each generic event, and where.
 #[derive(Clone, Debug, PartialEq)]
@@ -104,7 +103,6 @@ pub struct VcpuCounters<B> {
     now: u64,
     /// Bit per PMU: events to (re)group at the next schedule-in point.
     regroup: u64,
-    snapshot: Arc<SnapshotSlot>,
     /// Whose event encoding the guest's counter configurations use.
     guest_arch: PmuArch,
 }
@@ -146,7 +144,6 @@ impl<B: HostBackend> VcpuCounters<B> {
             counters: Vec::with_capacity(16),
             now: 0,
             regroup: 0,
-            snapshot: Arc::new(SnapshotSlot::default()),
             guest_arch: PmuArch::Intel,
         }
     }
@@ -171,14 +168,6 @@ impl<B: HostBackend> VcpuCounters<B> {
     pub fn now(&self) -> u64 {
         self.now
     }
-    /// Flags the event loop uses to request rotations of this vCPU.
-    pub fn rotation_flags(&self) -> Arc<RotationFlags> {
-        self.ctx.rotation_flags()
-    }
-    /// Where [`VcpuCounters::publish`] puts snapshots for the API.
-    pub fn snapshot_slot(&self) -> Arc<SnapshotSlot> {
-        self.snapshot.clone()
-    }
 
     /// The vCPU has run until `now` ns of run time (monotonic; earlier
     /// values are ignored).
@@ -187,9 +176,8 @@ impl<B: HostBackend> VcpuCounters<B> {
     }
 
     /// Schedule-in point before VM entry: groups counters started since the
-    /// last entry, refills freed counters, performs requested rotations.
-    /// O(1) when nothing is pending. Returns rotations performed.
-    pub fn sched_in_pending(&mut self, now: u64) -> u32 {
+    /// last entry, refills freed counters. O(1) when nothing is pending.
+    pub fn sched_in_pending(&mut self, now: u64) {
         self.advance(now);
         if self.regroup != 0 {
             self.regroup_now();
@@ -197,8 +185,8 @@ impl<B: HostBackend> VcpuCounters<B> {
         self.ctx.sched_in_pending(self.now)
     }
 
-    /// Rotates the PMUs whose run-time deadline passed (deterministic
-    /// timers). Returns rotations performed.
+    /// Rotates the PMUs whose run-time deadline passed (the VMM calls it
+    /// when the vCPU's timer fired). Returns rotations performed.
     pub fn tick(&mut self, now: u64) -> u32 {
         self.advance(now);
         self.ctx.tick(self.now)
@@ -462,12 +450,6 @@ impl<B: HostBackend> VcpuCounters<B> {
             counters,
             pmus: self.ctx.pmu_stats(),
         }
-    }
-
-    /// Builds a snapshot and publishes it in the [`SnapshotSlot`].
-    pub fn publish(&mut self) {
-        let s = self.snapshot();
-        self.snapshot.publish(s);
     }
 }
 
