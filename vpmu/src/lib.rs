@@ -13,9 +13,12 @@
 //! - [`stats`]: serde snapshot types for the statistics API.
 
 pub mod arch;
+pub mod backend;
 pub mod config;
 pub mod core;
+pub mod event;
 pub mod guest;
 pub mod host;
 pub mod source;
 pub mod stats;
+pub mod util;

@@ -10,8 +10,9 @@ use vmm::api::model::{
 };
 use vmm::api::{exits::exits_of, ApiError, ExitRecorder, StatsSource};
 use vpmu::config::PmuConfig;
-use vpmu::core::{HostPmu, MuxPolicy, VcpuCounters};
+use vpmu::core::HostPmu;
 use vpmu::guest::GuestPmu;
+use vpmu::host::assembly::HostAssembly;
 use vpmu::host::profile::Profile;
 use vpmu::stats::VcpuStats;
 
@@ -37,7 +38,8 @@ impl FakeSource {
     /// through `slices` rotation intervals.
     pub fn new(profile: &str, vcpus: u32, slices: u32) -> Arc<FakeSource> {
         let p = Profile::builtin(profile).expect("profile");
-        let pmus = HostPmu::from_profile(&p);
+        let host = HostAssembly::sim(Arc::new(p));
+        let pmus = host.pmus().to_vec();
         let cfg = PmuConfig::default();
         let events = [
             (0x3C, 0x00),
@@ -52,7 +54,7 @@ impl FakeSource {
         let mut exits = Vec::new();
         for v in 0..vcpus {
             let mut guest = GuestPmu::new(cfg);
-            let mut c = VcpuCounters::simulated(v, &p, pmus.clone(), MuxPolicy::default());
+            let mut c = host.vcpu_counters(v, None);
             let rec = ExitRecorder::new(v);
             for (i, (e, u)) in events.iter().enumerate() {
                 let msr = 0x186 + i as u32;

@@ -26,9 +26,10 @@ use super::group::{
 use super::history::HistoryKind;
 use super::host_pmu::HostPmu;
 use super::pmu_context::{PmuContext, Sched};
-use super::slab::Slab;
 use super::time::EventTimes;
-use crate::host::{HostBackend, HostError, HostEvent};
+use crate::backend::{HostBackend, HostError};
+use crate::event::HostEvent;
+use crate::util::slab::Slab;
 
 /// Errors of context operations.
 #[derive(Debug, thiserror::Error)]

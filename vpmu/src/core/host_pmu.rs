@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::history::RotationHistory;
-use crate::host::profile::{PmuDesc, PmuKind, Profile};
+use crate::backend::PmuKind;
 
 /// Allowed rotation intervals, ms.
 pub const MUX_INTERVAL_RANGE_MS: std::ops::RangeInclusive<u64> = 1..=10_000;
@@ -91,34 +91,37 @@ impl std::fmt::Debug for HostPmu {
 }
 
 impl HostPmu {
-    /// The PMU at `index` of a profile. Its interval is the profile's.
-    pub fn new(index: usize, desc: &PmuDesc, simulated: bool) -> HostPmu {
-        let software = desc.kind == PmuKind::Software;
+    /// Host PMU `index` (its position in the host's description) named
+    /// `name`, with `gp` and `fixed` counters (a software PMU is unbounded)
+    /// and a rotation interval of `mux_interval_ms` (clamped to 1..=10000).
+    /// The host side builds these ([`crate::host::assembly`]).
+    pub fn new(
+        index: usize,
+        name: &str,
+        kind: PmuKind,
+        (gp, fixed): (u8, u8),
+        mux_interval_ms: u64,
+        simulated: bool,
+    ) -> HostPmu {
+        let software = kind == PmuKind::Software;
         HostPmu {
             index,
-            name: desc.name.clone(),
-            kind: desc.kind,
+            name: name.to_string(),
+            kind,
             simulated,
             capacity: Capacity {
-                gp: desc.gp,
-                fixed: desc.fixed.len() as u8,
+                gp,
+                fixed,
                 unbounded: software,
             },
-            interval_ns: AtomicU64::new(desc.mux_interval_ms.clamp(1, 10_000) * 1_000_000),
+            interval_ns: AtomicU64::new(
+                mux_interval_ms.clamp(*MUX_INTERVAL_RANGE_MS.start(), *MUX_INTERVAL_RANGE_MS.end())
+                    * 1_000_000,
+            ),
             rotations: AtomicU64::new(0),
             rotating_contexts: AtomicUsize::new(0),
             history: RotationHistory::default(),
         }
-    }
-
-    /// All PMUs of a profile (simulated backend).
-    pub fn from_profile(profile: &Profile) -> Vec<Arc<HostPmu>> {
-        profile
-            .pmus
-            .iter()
-            .enumerate()
-            .map(|(i, d)| Arc::new(HostPmu::new(i, d, true)))
-            .collect()
     }
 
     /// Applies `--mux-interval-ms PMU=MS` overrides.
@@ -233,8 +236,24 @@ mod tests {
             parse_mux_interval("cpu=x"),
             Err(MuxIntervalError::Syntax(_))
         ));
-        let p = Profile::builtin("hybrid").unwrap();
-        let pmus = HostPmu::from_profile(&p);
+        let pmus = [
+            Arc::new(HostPmu::new(
+                0,
+                "cpu_core",
+                PmuKind::Hardware,
+                (8, 4),
+                4,
+                true,
+            )),
+            Arc::new(HostPmu::new(
+                1,
+                "cpu_atom",
+                PmuKind::Hardware,
+                (6, 3),
+                4,
+                true,
+            )),
+        ];
         HostPmu::apply_overrides(&pmus, &[("cpu_atom".into(), 2)]).unwrap();
         assert_eq!(pmus[1].interval_ms(), 2);
         assert_eq!(pmus[0].interval_ms(), 4);

@@ -35,7 +35,6 @@ pub mod host_pmu;
 mod list;
 pub mod pmu_context;
 pub mod policy;
-pub(crate) mod slab;
 pub mod time;
 pub mod vcpu;
 

@@ -25,8 +25,8 @@ use super::assign::Assignment;
 use super::group::{Event, Group, GroupState};
 use super::host_pmu::HostPmu;
 use super::list::List;
-use super::slab::Slab;
-use crate::host::{HostBackend, HostError};
+use crate::backend::{HostBackend, HostError};
+use crate::util::slab::Slab;
 
 /// Default bound on the groups one flexible schedule-in visits.
 pub const DEFAULT_SCAN_LIMIT: usize = 48;

@@ -21,10 +21,9 @@ use super::context::{Context, CoreError};
 use super::group::{EventId, EventReading, GroupState};
 use super::host_pmu::HostPmu;
 use super::policy::{scale, Grouping, MuxPolicy, Scaling};
+use crate::backend::{EventMapping, HostBackend};
 use crate::config::PmuArch;
-use crate::host::profile::{EventMapping, Profile};
-use crate::host::sim::SimBackend;
-use crate::host::{EventName, HostBackend, HostEvent, Modifiers};
+use crate::event::{EventName, HostEvent, Modifiers};
 use crate::source::{CountSource, CounterConfig, CounterIndex};
 use crate::stats::{CounterState, CounterStats, VcpuStats};
 
@@ -35,9 +34,11 @@ pub struct EventTable {
 }
 
 impl EventTable {
-    pub fn from_profile(profile: &Profile) -> EventTable {
+    /// The table where `map` says where each event is counted (a host
+    /// profile: [`crate::host::profile::Profile::map`]).
+    pub fn new(map: impl FnMut(EventName) -> Option<EventMapping>) -> EventTable {
         EventTable {
-            map: EventName::ALL.map(|e| profile.map(e)),
+            map: EventName::ALL.map(map),
         }
     }
 
@@ -105,25 +106,6 @@ pub struct VcpuCounters<B> {
     regroup: u64,
     /// Whose event encoding the guest's counter configurations use.
     guest_arch: PmuArch,
-}
-
-impl VcpuCounters<SimBackend> {
-    /// vCPU `vcpu` on the simulated host PMUs of `profile`. `pmus` are shared
-    /// by all vCPUs: make them once with [`HostPmu::from_profile`].
-    pub fn simulated(
-        vcpu: u32,
-        profile: &Profile,
-        pmus: Vec<Arc<HostPmu>>,
-        policy: MuxPolicy,
-    ) -> Self {
-        VcpuCounters::new(
-            vcpu,
-            pmus,
-            EventTable::from_profile(profile),
-            SimBackend::new(profile.clone()),
-            policy,
-        )
-    }
 }
 
 impl<B: HostBackend> VcpuCounters<B> {

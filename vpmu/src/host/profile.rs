@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::event::EventName;
+pub use crate::backend::{EventMapping, PmuKind};
+use crate::event::EventName;
 
 /// Built-in profiles: name and TOML text.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -80,15 +81,6 @@ pub enum ProfileError {
     },
     #[error("profile {origin}: {reason}")]
     Malformed { origin: String, reason: String },
-}
-
-/// What a host PMU is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PmuKind {
-    /// Counters are a scarce resource: capacity, constraints, rotation.
-    Hardware,
-    /// Always schedules, unbounded, never rotates (perf's software PMU).
-    Software,
 }
 
 /// One host PMU of a profile.
@@ -162,15 +154,6 @@ fn all_bits(n: u8) -> u32 {
     } else {
         (1u32 << n) - 1
     }
-}
-
-/// Where a generic event is counted under a profile.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct EventMapping {
-    pub pmu: usize,
-    pub mask: u32,
-    pub rate_per_ns: f64,
-    pub software: bool,
 }
 
 /// A host PMU profile.
