@@ -14,8 +14,10 @@
 //! - [`util`]: helpers that are not about PMUs (bounded file reads).
 
 pub mod arch;
+pub mod backend;
 pub mod config;
 pub mod core;
+pub mod event;
 pub mod guest;
 pub mod host;
 pub mod source;
