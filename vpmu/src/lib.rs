@@ -8,9 +8,14 @@
 //! - [`config`]: the user's vPMU configuration and its validation.
 //! - [`guest`]: the guest-visible PMU of one vCPU (RDMSR/WRMSR semantics).
 //! - [`source`]: the trait through which the guest PMU is fed counts.
+//! - [`event`]: generic event names, host events and their modifiers.
+//! - [`backend`]: the host backend trait and its types, shared by the
+//!   multiplexer and the backends.
 //! - [`core`]: the multiplexer, after the Linux perf core.
-//! - [`host`]: host counter backends (simulated, perf).
+//! - [`host`]: host counter backends (perf, simulated, no-op), profiles,
+//!   and the assembly that builds a vCPU's counters.
 //! - [`stats`]: serde snapshot types for the statistics API.
+//! - [`util`]: small shared data structures (slab).
 
 pub mod arch;
 pub mod backend;
