@@ -1,7 +1,14 @@
 //! The vCPU side of the virtual PMU: trapped PMU MSR accesses go to the
 //! guest PMU model (`vpmu::guest`), counts come from a count source (the
-//! thread clock, or the multiplexer over a simulated host PMU), and
-//! overflows become PMIs through the guest's LVTPC.
+//! thread clock, or the multiplexer over perf or a simulated host PMU,
+//! built by `vpmu::host::assembly`), and overflows become PMIs through the
+//! guest's LVTPC.
+//!
+//! - [`filter`]: the KVM MSR filter that traps the PMU MSRs;
+//! - [`host`]: `--host-pmu` and its options, into the host assembly;
+//! - [`pmi`]: PMI delivery through the LVTPC;
+//! - [`thread_clock`]: the count source without a multiplexer;
+//! - [`timer`]: the vCPU's CPU-time clock and its rotation/overflow timer.
 
 pub mod filter;
 pub mod host;
