@@ -12,6 +12,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::arch::events::{self, ArchEvent, ARCH_EVENTS};
 use crate::config::PmuArch;
 use crate::source::{CounterConfig, CounterIndex, EventCode};
 
@@ -29,8 +30,9 @@ pub enum EventName {
 }
 
 impl EventName {
-    /// Every generic event, in a fixed order (`as usize` indexes it).
-    pub const ALL: [EventName; 8] = [
+    /// Every generic event, in the order of [`ARCH_EVENTS`] (`as usize`
+    /// indexes both).
+    pub const ALL: [EventName; ARCH_EVENTS.len()] = [
         EventName::Cycles,
         EventName::Instructions,
         EventName::RefCycles,
@@ -41,53 +43,38 @@ impl EventName {
         EventName::TopdownSlots,
     ];
 
-    /// The name `perf list` (and the profiles) use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventName::Cycles => "cycles",
-            EventName::Instructions => "instructions",
-            EventName::RefCycles => "ref-cycles",
-            EventName::CacheReferences => "cache-references",
-            EventName::CacheMisses => "cache-misses",
-            EventName::Branches => "branches",
-            EventName::BranchMisses => "branch-misses",
-            EventName::TopdownSlots => "topdown-slots",
-        }
+    /// The architectural event this generic event is: its row of
+    /// [`ARCH_EVENTS`], the one table of codes, names and fixed counters.
+    pub fn arch(self) -> &'static ArchEvent {
+        &ARCH_EVENTS[self.index()]
     }
 
-    /// Position in [`EventName::ALL`].
+    /// The generic event of an architectural event.
+    pub fn of_arch(event: &ArchEvent) -> EventName {
+        EventName::ALL[usize::from(event.index)]
+    }
+
+    /// The name `perf list` (and the profiles) use.
+    pub fn as_str(self) -> &'static str {
+        self.arch().name
+    }
+
+    /// Position in [`EventName::ALL`] (and in [`ARCH_EVENTS`]).
     pub fn index(self) -> usize {
         self as usize
     }
 
-    /// The architectural event of a guest event code, if it is one.
+    /// The architectural event of a guest event code, if it is one; Linux's
+    /// pseudo-encodings of fixed counters 2 and 3 included.
     pub fn from_code(code: EventCode) -> Option<EventName> {
-        Some(match (code.select, code.umask) {
-            (0x3C, 0x00) => EventName::Cycles,
-            (0xC0, 0x00) => EventName::Instructions,
-            (0x3C, 0x01) => EventName::RefCycles,
-            // Pseudo-encoding of fixed counter 2 used by Linux.
-            (0x00, 0x03) => EventName::RefCycles,
-            (0x2E, 0x4F) => EventName::CacheReferences,
-            (0x2E, 0x41) => EventName::CacheMisses,
-            (0xC4, 0x00) => EventName::Branches,
-            (0xC5, 0x00) => EventName::BranchMisses,
-            (0xA4, 0x01) => EventName::TopdownSlots,
-            // Pseudo-encoding of fixed counter 3 used by Linux.
-            (0x00, 0x04) => EventName::TopdownSlots,
-            _ => return None,
-        })
+        events::lookup(code)
+            .or_else(|| events::lookup_linux_pseudo(code))
+            .map(EventName::of_arch)
     }
 
     /// The event an architectural fixed counter counts.
     pub fn of_fixed(n: u8) -> Option<EventName> {
-        Some(match n {
-            0 => EventName::Instructions,
-            1 => EventName::Cycles,
-            2 => EventName::RefCycles,
-            3 => EventName::TopdownSlots,
-            _ => return None,
-        })
+        events::fixed_event(n).map(EventName::of_arch)
     }
 
     /// The generic event of an AMD guest event code, from the AMD events
@@ -202,6 +189,26 @@ pub struct HostEvent {
 mod guest_arch_tests {
     use super::*;
     use crate::arch::amd::events::AMD_EVENTS;
+
+    #[test]
+    fn generic_events_are_the_architectural_table() {
+        for (i, e) in EventName::ALL.into_iter().enumerate() {
+            assert_eq!(e.index(), i);
+            assert_eq!(EventName::of_arch(e.arch()), e);
+            assert_eq!(e.as_str().parse::<EventName>(), Ok(e));
+            assert_eq!(EventName::from_code(e.arch().code), Some(e));
+        }
+        assert_eq!(EventName::Instructions.as_str(), "instructions");
+        assert_eq!(EventName::of_fixed(1), Some(EventName::Cycles));
+        assert_eq!(EventName::of_fixed(4), None);
+        let pseudo = |umask| EventCode { select: 0, umask };
+        assert_eq!(EventName::from_code(pseudo(3)), Some(EventName::RefCycles));
+        assert_eq!(
+            EventName::from_code(pseudo(4)),
+            Some(EventName::TopdownSlots)
+        );
+        assert_eq!(EventName::from_code(pseudo(5)), None);
+    }
 
     #[test]
     fn amd_events_translate_by_their_table_names() {

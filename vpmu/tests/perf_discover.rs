@@ -75,7 +75,7 @@ fn nmi_watchdog_holds_one_counter() {
         ]
     );
     // Without fixed counters the watchdog takes a general-purpose one.
-    let v1 = CpuInfo::intel(leaf_0a(1, 2, 0, 0));
+    let v1 = intel_cpu(leaf_0a(1, 2, 0, 0));
     let h = PerfHost::discover_in(fs.path(), &v1, true, 2_000_000).unwrap();
     assert_eq!(
         (h.profile.pmus[0].gp, h.profile.pmus[0].fixed.len()),
@@ -88,8 +88,7 @@ fn cpuid_missing_events_are_unavailable() {
     let fs = FakeSysfs::new("ebx");
     fs.software_pmus().pmu("cpu", 4, 4, None);
     // EBX bit 4 (LLC misses) and bit 6 (branch misses) set: missing.
-    let h = PerfHost::discover_in(fs.path(), &CpuInfo::intel(leaf_0a(4, 4, 3, 0x50)), false, 1)
-        .unwrap();
+    let h = PerfHost::discover_in(fs.path(), &intel_cpu(leaf_0a(4, 4, 3, 0x50)), false, 1).unwrap();
     assert_eq!(
         h.unavailable_events(),
         vec![EventName::CacheMisses, EventName::BranchMisses]
@@ -97,7 +96,7 @@ fn cpuid_missing_events_are_unavailable() {
     // A shorter EBX length (7): topdown slots is missing too.
     let mut leaf = leaf_0a(4, 4, 3, 0x50);
     leaf[0] = (leaf[0] & 0x00FF_FFFF) | 7 << 24;
-    let h = PerfHost::discover_in(fs.path(), &CpuInfo::intel(leaf), false, 1).unwrap();
+    let h = PerfHost::discover_in(fs.path(), &intel_cpu(leaf), false, 1).unwrap();
     assert_eq!(h.unavailable_events().len(), 3);
 }
 
@@ -185,7 +184,7 @@ fn host_without_a_hardware_pmu() {
     assert!(h.host_pmus()[0].is_software());
     // A core PMU but no architectural PMU in CPUID: the same.
     fs.pmu("cpu", 4, 4, None);
-    let h = PerfHost::discover_in(fs.path(), &CpuInfo::intel([0; 4]), false, 1).unwrap();
+    let h = PerfHost::discover_in(fs.path(), &intel_cpu([0; 4]), false, 1).unwrap();
     assert!(h.software_emulated());
     // An empty (or missing) devices directory.
     let h = PerfHost::discover_in(&fs.path().join("nope"), &intel(4, 3), false, 1).unwrap();

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use vpmu::arch::events::{ArchEvents, ARCH_EVENTS};
+use vpmu::arch::events::{ArchEvents, ARCH_EVENTS, INSTRUCTIONS_RETIRED};
 use vpmu::core::host_pmu::HostPmu;
 use vpmu::core::policy::MuxPolicy;
 use vpmu::core::vcpu::VcpuCounters;
@@ -189,11 +189,11 @@ impl HostSide {
     /// unavailable, and a guest that programs them reads zero.
     pub fn unavailable_events(&self) -> ArchEvents {
         let Some(profile) = self.profile() else {
-            return ArchEvents(!thread_clock::AVAILABLE_EVENTS);
+            return ArchEvents(!thread_clock::AVAILABLE_EVENTS.0);
         };
         ARCH_EVENTS
             .iter()
-            .filter(|e| EventName::from_code(e.code).is_none_or(|n| profile.map(n).is_none()))
+            .filter(|e| profile.map(EventName::of_arch(e)).is_none())
             .fold(ArchEvents(0), |m, e| m.with(e))
     }
 
@@ -201,7 +201,7 @@ impl HostSide {
     /// instructions the VMM emulates count as retired (as KVM does for the
     /// ones it emulates); an unavailable event reads zero.
     pub fn counts_instructions(&self) -> bool {
-        !self.unavailable_events().contains(&ARCH_EVENTS[1])
+        !self.unavailable_events().contains(&INSTRUCTIONS_RETIRED)
     }
 
     /// The counting front of one vCPU over the multiplexer, or `None` for

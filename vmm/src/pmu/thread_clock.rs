@@ -14,6 +14,7 @@
 //! the PMI. Wall time runs at least as fast as thread CPU time, so the timer
 //! can only fire early, never late: an early wake-up re-arms for the rest.
 
+use vpmu::arch::events::{ArchEvents, CORE_CYCLES, REFERENCE_CYCLES};
 use vpmu::config::PmuArch;
 use vpmu::host::EventName;
 use vpmu::source::{CountSource, CounterConfig, CounterIndex};
@@ -23,9 +24,8 @@ use super::timer::{thread_cpu_ns, VcpuTimer};
 const SLOTS: usize = 12;
 const NS_PER_MS: u64 = 1_000_000;
 
-/// The architectural events this source counts (CPUID.0AH:EBX index bits):
-/// 0 = core cycles, 2 = reference cycles.
-pub const AVAILABLE_EVENTS: u32 = (1 << 0) | (1 << 2);
+/// The architectural events this source counts: core and reference cycles.
+pub const AVAILABLE_EVENTS: ArchEvents = ArchEvents::of(&CORE_CYCLES).with(&REFERENCE_CYCLES);
 
 fn slot(c: CounterIndex) -> Option<usize> {
     match c {

@@ -2,6 +2,11 @@
 //! Architectural Performance Events"). The index of an event in
 //! [`ARCH_EVENTS`] is its bit in `CPUID.0AH:EBX` (bit set = event
 //! unavailable), so the order is fixed by the SDM.
+//!
+//! This is the one table of architectural event codes, names and
+//! fixed-counter bindings: the generic host events
+//! ([`crate::event::EventName`]) are its rows, and the AMD table
+//! ([`crate::arch::amd::events`]) maps onto them by name.
 
 use crate::source::EventCode;
 use serde::{Deserialize, Serialize};
@@ -95,6 +100,18 @@ pub fn ebx_length(version: u8) -> u8 {
 /// The architectural event with this event select and unit mask, if any.
 pub fn lookup(code: EventCode) -> Option<&'static ArchEvent> {
     ARCH_EVENTS.iter().find(|e| e.code == code)
+}
+
+/// The architectural event behind one of Linux's pseudo-encodings of fixed
+/// counters: event select 00H with unit mask 03H (fixed counter 2,
+/// reference cycles) or 04H (fixed counter 3, topdown slots). They are not
+/// real event selects; a guest running Linux may still program them.
+pub fn lookup_linux_pseudo(code: EventCode) -> Option<&'static ArchEvent> {
+    match (code.select, code.umask) {
+        (0x00, 0x03) => Some(&REFERENCE_CYCLES),
+        (0x00, 0x04) => Some(&TOPDOWN_SLOTS),
+        _ => None,
+    }
 }
 
 /// The event a fixed counter counts.

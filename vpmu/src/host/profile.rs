@@ -169,37 +169,46 @@ pub struct Profile {
     pub pmus: Vec<PmuDesc>,
 }
 
-#[derive(Deserialize)]
+/// A profile as written: the TOML file's structure, or what perf discovery
+/// fills in. Names (PMU kinds, events) stay text here so that an unknown one
+/// is reported by [`Profile::from_spec`] with the PMU it appears in.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawProfile {
-    name: String,
+pub struct ProfileSpec {
+    pub name: String,
     #[serde(default)]
-    description: String,
+    pub description: String,
+    /// Free text for the reader of the file; not used.
     #[serde(default)]
-    #[allow(dead_code)]
-    note: String,
+    pub note: String,
     #[serde(rename = "pmu")]
-    pmus: Vec<RawPmu>,
+    pub pmus: Vec<PmuSpec>,
 }
 
-#[derive(Deserialize)]
+/// One `[[pmu]]` of a [`ProfileSpec`].
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawPmu {
-    name: String,
-    kind: String,
+pub struct PmuSpec {
+    pub name: String,
+    /// `hardware` or `software`.
+    pub kind: String,
     #[serde(default)]
-    gp_counters: u8,
+    pub gp_counters: u8,
+    /// The event each fixed counter is bound to.
     #[serde(default)]
-    fixed_counters: Vec<String>,
+    pub fixed_counters: Vec<String>,
+    /// Default: [`super::sysfs::DEFAULT_MUX_INTERVAL_MS`].
     #[serde(default)]
-    mux_interval_ms: Option<u64>,
+    pub mux_interval_ms: Option<u64>,
+    /// Events per ns of vCPU run time, by event name.
     #[serde(default)]
-    rates: BTreeMap<String, f64>,
+    pub rates: BTreeMap<String, f64>,
+    /// General-purpose counter mask, by event name.
     #[serde(default)]
-    constraints: BTreeMap<String, u32>,
+    pub constraints: BTreeMap<String, u32>,
+    /// Free text for the reader of the file; not used.
     #[serde(default)]
-    #[allow(dead_code)]
-    note: String,
+    pub note: String,
 }
 
 impl Profile {
@@ -266,10 +275,15 @@ impl Profile {
 
     /// Parses and validates profile text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
-        let raw: RawProfile = toml::from_str(text).map_err(|source| ProfileError::Toml {
+        let spec: ProfileSpec = toml::from_str(text).map_err(|source| ProfileError::Toml {
             origin: origin.to_string(),
             source,
         })?;
+        Profile::from_spec(spec, origin)
+    }
+
+    /// Validates a profile as written; `origin` names it in errors.
+    pub fn from_spec(raw: ProfileSpec, origin: &str) -> Result<Profile, ProfileError> {
         let bad = |reason: String| ProfileError::Malformed {
             origin: origin.to_string(),
             reason,
@@ -451,6 +465,32 @@ mod tests {
         let bad = "name='x'\n[[pmu]]\nname='cpu'\nkind='hardware'\ngp_counters=2\n[pmu.rates]\nflops=1.0\n";
         assert!(matches!(
             Profile::parse(bad, "t"),
+            Err(ProfileError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn spec_and_text_validate_alike() {
+        let text = "name='x'\n[[pmu]]\nname='cpu'\nkind='hardware'\ngp_counters=2\nfixed_counters=['cycles']\n[pmu.rates]\ncycles=1.5\n";
+        let spec = ProfileSpec {
+            name: "x".into(),
+            pmus: vec![PmuSpec {
+                name: "cpu".into(),
+                kind: "hardware".into(),
+                gp_counters: 2,
+                fixed_counters: vec!["cycles".into()],
+                rates: [("cycles".to_string(), 1.5)].into_iter().collect(),
+                ..PmuSpec::default()
+            }],
+            ..ProfileSpec::default()
+        };
+        let p = Profile::from_spec(spec.clone(), "spec").unwrap();
+        assert_eq!(p, Profile::parse(text, "text").unwrap());
+        assert_eq!(p.pmus[0].mask(EventName::Cycles), 0b111);
+        let mut bad = spec;
+        bad.pmus[0].rates.insert("flops".into(), 1.0);
+        assert!(matches!(
+            Profile::from_spec(bad, "spec"),
             Err(ProfileError::Malformed { .. })
         ));
     }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use vpmu::host::perf::CpuInfo;
+use vpmu::host::perf::{CpuInfo, Vendor};
 use vpmu::source::{CounterConfig, EventCode};
 
 /// A fake `/sys/bus/event_source/devices` in a temporary directory,
@@ -70,8 +70,17 @@ pub fn leaf_0a(version: u32, gp: u32, fixed: u32, ebx: u32) -> [u32; 4] {
     [eax, ebx, ecx, edx]
 }
 
+/// An Intel CPU with this leaf 0xA.
+pub fn intel_cpu(leaf_0a: [u32; 4]) -> CpuInfo {
+    CpuInfo {
+        vendor: Vendor::Intel,
+        leaf_0a,
+        amd_perfctr_core: false,
+    }
+}
+
 pub fn intel(gp: u32, fixed: u32) -> CpuInfo {
-    CpuInfo::intel(leaf_0a(5, gp, fixed, 0))
+    intel_cpu(leaf_0a(5, gp, fixed, 0))
 }
 
 /// A counting guest configuration.

@@ -20,14 +20,15 @@
 //! The result is a [`Profile`] (the description the multiplexer and the
 //! statistics consume) plus one [`PmuPlan`] per profile PMU (how the backend
 //! opens events there). Everything is computed from a devices directory and
-//! a [`CpuInfo`], so fake hosts are unit-testable.
+//! a [`CpuInfo`], so fake hosts are unit-testable. Discovery fills a
+//! [`ProfileSpec`], the structure a profile file deserializes into, and
+//! [`Profile::from_spec`] validates both the same way.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 
 use super::translate::{supports, PmuPlan};
-use crate::host::profile::{Profile, ProfileError};
+use crate::host::profile::{PmuSpec, Profile, ProfileError, ProfileSpec};
 use crate::host::sysfs::{mux_interval_ms_in, EVENT_SOURCE_DEVICES};
 use crate::host::EventName;
 
@@ -97,15 +98,6 @@ impl CpuInfo {
                 leaf_0a: [0; 4],
                 amd_perfctr_core: false,
             }
-        }
-    }
-
-    /// An Intel CPU with this leaf 0xA (tests).
-    pub fn intel(leaf_0a: [u32; 4]) -> CpuInfo {
-        CpuInfo {
-            vendor: Vendor::Intel,
-            leaf_0a,
-            amd_perfctr_core: false,
         }
     }
 
@@ -283,17 +275,27 @@ impl PerfHost {
         // sampling counter overflows: cycles at the TSC rate is exact for
         // the task clock and a guess for hardware.
         let ghz = tsc_khz as f64 / 1e6;
-        let mut text = String::new();
+        let rate_of = |e: EventName| {
+            let rate = match e {
+                EventName::Cycles | EventName::RefCycles | EventName::Instructions => ghz,
+                EventName::TopdownSlots => ghz * 4.0,
+                _ => ghz / 10.0,
+            };
+            rate.clamp(0.0, 1000.0)
+        };
+        let mut spec = ProfileSpec {
+            name: "perf".to_string(),
+            description: format!(
+                "host perf_event PMUs ({})",
+                if usable {
+                    "hardware"
+                } else {
+                    "no hardware PMU: cycles from the task clock"
+                }
+            ),
+            ..ProfileSpec::default()
+        };
         let mut plans = Vec::new();
-        let _ = writeln!(
-            text,
-            "name = \"perf\"\ndescription = \"host perf_event PMUs ({})\"",
-            if usable {
-                "hardware"
-            } else {
-                "no hardware PMU: cycles from the task clock"
-            }
-        );
         if usable {
             let hybrid = cores.len() > 1;
             for p in &cores {
@@ -303,30 +305,21 @@ impl PerfHost {
                     raw: cpu.vendor == Vendor::Intel,
                     hybrid,
                 };
-                let _ = writeln!(
-                    text,
-                    "[[pmu]]\nname = \"{}\"\nkind = \"hardware\"\ngp_counters = {}\nmux_interval_ms = {}",
-                    p.name,
-                    cap.gp,
-                    p.mux_interval_ms.clamp(1, 10_000)
-                );
-                let fixed: Vec<String> = cap.fixed.iter().map(|e| format!("\"{e}\"")).collect();
-                let _ = writeln!(text, "fixed_counters = [{}]\n[pmu.rates]", fixed.join(", "));
-                for e in EventName::ALL {
-                    let on_fixed = cap.fixed.contains(&e);
-                    if !supports(&plan, e) || cap.missing.contains(&e) {
-                        continue;
-                    }
-                    if cap.gp == 0 && !on_fixed {
-                        continue;
-                    }
-                    let rate = match e {
-                        EventName::Cycles | EventName::RefCycles | EventName::Instructions => ghz,
-                        EventName::TopdownSlots => ghz * 4.0,
-                        _ => ghz / 10.0,
-                    };
-                    let _ = writeln!(text, "\"{e}\" = {}", rate.clamp(0.0, 1000.0));
-                }
+                let rates = EventName::ALL
+                    .into_iter()
+                    .filter(|e| supports(&plan, *e) && !cap.missing.contains(e))
+                    .filter(|e| cap.gp > 0 || cap.fixed.contains(e))
+                    .map(|e| (e.to_string(), rate_of(e)))
+                    .collect();
+                spec.pmus.push(PmuSpec {
+                    name: p.name.clone(),
+                    kind: "hardware".to_string(),
+                    gp_counters: cap.gp,
+                    fixed_counters: cap.fixed.iter().map(|e| e.to_string()).collect(),
+                    mux_interval_ms: Some(p.mux_interval_ms.clamp(1, 10_000)),
+                    rates,
+                    ..PmuSpec::default()
+                });
                 plans.push(plan);
             }
         } else {
@@ -336,17 +329,19 @@ impl PerfHost {
                 .map_or(crate::host::sysfs::DEFAULT_MUX_INTERVAL_MS, |p| {
                     p.mux_interval_ms
                 });
-            let _ = writeln!(
-                text,
-                "[[pmu]]\nname = \"software\"\nkind = \"software\"\nmux_interval_ms = {}\n[pmu.rates]",
-                interval.clamp(1, 10_000)
-            );
-            for e in [EventName::Cycles, EventName::RefCycles] {
-                let _ = writeln!(text, "\"{e}\" = {}", ghz.clamp(0.0, 1000.0));
-            }
+            spec.pmus.push(PmuSpec {
+                name: "software".to_string(),
+                kind: "software".to_string(),
+                mux_interval_ms: Some(interval.clamp(1, 10_000)),
+                rates: [EventName::Cycles, EventName::RefCycles]
+                    .into_iter()
+                    .map(|e| (e.to_string(), ghz.clamp(0.0, 1000.0)))
+                    .collect(),
+                ..PmuSpec::default()
+            });
             plans.push(PmuPlan::TaskClock);
         }
-        let profile = Profile::parse(&text, "perf discovery")?;
+        let profile = Profile::from_spec(spec, "perf discovery")?;
         Ok(PerfHost {
             sysfs,
             cpu: *cpu,
