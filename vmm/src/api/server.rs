@@ -181,6 +181,10 @@ impl Drop for ApiServer {
 }
 
 fn accept_loop(listener: UnixListener, stop: &EventFd, shared: &Arc<Shared>) {
+    if let Err(e) = crate::seccomp::enter(crate::seccomp::ThreadKind::ApiAccept) {
+        log::error!("api: {e}; not serving");
+        return;
+    }
     let mut fds = [
         libc::pollfd {
             fd: listener.as_raw_fd(),
@@ -258,6 +262,10 @@ fn admit(mut stream: UnixStream, shared: &Arc<Shared>) {
 }
 
 fn serve(mut stream: UnixStream, shared: &Shared) {
+    if let Err(e) = crate::seccomp::enter(crate::seccomp::ThreadKind::ApiConnection) {
+        log::error!("api: {e}; closing the connection");
+        return;
+    }
     if stream
         .set_read_timeout(Some(shared.request_timeout))
         .is_err()

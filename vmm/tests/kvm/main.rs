@@ -12,6 +12,7 @@ mod openapi;
 mod pmu;
 #[path = "../common/prometheus.rs"]
 mod prometheus;
+mod sandbox;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -36,6 +37,7 @@ fn main() {
         .chain(api::TESTS)
         .chain(demo::TESTS)
         .chain(faults::TESTS)
+        .chain(sandbox::TESTS)
         .map(|&(name, f)| {
             Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(!kvm)
         })
