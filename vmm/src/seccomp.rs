@@ -96,7 +96,9 @@ impl ThreadKind {
             // Writing to a terminal (the serial console, logs) may ask
             // whether it is one.
             ThreadKind::EventLoop => vec![libc::TCGETS],
-            ThreadKind::ApiAccept | ThreadKind::ApiConnection => vec![],
+            // A refused connection is made non-blocking (FIONBIO).
+            ThreadKind::ApiAccept => vec![libc::FIONBIO],
+            ThreadKind::ApiConnection => vec![],
         }
     }
 }
@@ -308,7 +310,16 @@ pub fn program(kind: ThreadKind) -> Result<BpfProgram, SeccompError> {
 
 impl Filters {
     /// Compiles every kind's filter (before any thread needs one).
+    ///
+    /// Also fixes glibc's malloc arena limit: without one, the first
+    /// thread to need a new arena opens `/sys/devices/system/cpu/online`
+    /// to count CPUs, which no filter allows (seen with 64 API
+    /// connection threads).
     pub fn build() -> Result<Filters, SeccompError> {
+        // SAFETY: mallopt only sets an allocator parameter.
+        if unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) } != 1 {
+            log::warn!("mallopt(M_ARENA_MAX) failed; new threads may count CPUs");
+        }
         let programs = ThreadKind::ALL
             .iter()
             .map(|&k| program(k).map(|p| (k, p)))
@@ -319,6 +330,9 @@ impl Filters {
         })
     }
 }
+
+/// glibc malloc arenas (its default is 8 per CPU, counted lazily).
+const MALLOC_ARENAS: libc::c_int = 8;
 
 static FILTERS: OnceLock<Filters> = OnceLock::new();
 

@@ -23,6 +23,10 @@ pub const TESTS: &[(&str, KvmTest)] = &[
         forbidden_syscall_kills,
     ),
     ("sandbox::seccomp_off_installs_no_filter", seccomp_off),
+    (
+        "sandbox::a_full_api_refuses_and_serves_under_seccomp",
+        full_api_under_seccomp,
+    ),
 ];
 
 fn socket_path(tag: &str) -> PathBuf {
@@ -178,6 +182,45 @@ fn seccomp_off() -> Result<(), String> {
         if let Some(t) = modes.iter().find(|(_, s, _)| s != "0") {
             return Err(format!("--seccomp off, yet {t:?} is filtered"));
         }
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// Every API slot taken by idle clients (64 connection threads, refusals
+/// from the accept thread, reserved slots): all of it within the filters.
+fn full_api_under_seccomp() -> Result<(), String> {
+    use std::io::Read;
+    let sock = socket_path("full");
+    let mut child = start(&sock, None, &[])?;
+    let result = (|| {
+        let first = wait_for_socket(&sock, &mut child)?.ok_or("vmm ended early")?;
+        let mut held = vec![first];
+        for _ in 1..vmm::api::MAX_CONNECTIONS {
+            held.push(UnixStream::connect(&sock).map_err(|e| e.to_string())?);
+        }
+        let mut statuses = Vec::new();
+        for _ in 0..20 {
+            let mut s = UnixStream::connect(&sock).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| e.to_string())?;
+            s.write_all(b"GET /v1/vm HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .map_err(|e| e.to_string())?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)
+                .map_err(|e| format!("read: {e} (after {statuses:?})"))?;
+            statuses.push(out.get(9..12).unwrap_or("").to_string());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !statuses.iter().any(|s| s == "503") || !statuses.iter().any(|s| s == "200") {
+            return Err(format!("want 503s and 200s, got {statuses:?}"));
+        }
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            return Err(format!("vmm ended: {st:?}\n{}", stderr_of(&mut child)));
+        }
+        drop(held);
         Ok(())
     })();
     let _ = child.kill();
