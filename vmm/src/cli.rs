@@ -122,6 +122,11 @@ pub struct RunArgs {
     /// stops.
     #[arg(long)]
     pub stats: bool,
+    /// Seccomp filters on the vCPU, event-loop and API threads (a syscall
+    /// outside a thread's list kills the VMM with SIGSYS); `off` for
+    /// debugging only.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub seccomp: OnOff,
 }
 
 /// A switch given as `on` or `off`.
@@ -292,6 +297,7 @@ impl RunArgs {
             sim_phases,
             stats_json: self.stats_json.clone(),
             api_sock: self.api_sock.clone(),
+            seccomp: self.seccomp.on(),
             // The built-in demo always ends with the host-side view.
             stats: self.stats || self.kernel.is_none(),
             host_arg: self.host_pmu.clone(),

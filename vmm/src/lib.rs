@@ -14,6 +14,7 @@
 //! - [`stats_cmd`]: `vmm stats`, the API's command-line client.
 //! - [`api`]: the statistics API (HTTP over a Unix socket).
 //! - [`view`]: what vCPU threads publish for other threads to read.
+//! - [`seccomp`]: the seccomp filter of each kind of thread.
 //! - [`kick`]: getting a vCPU out of `KVM_RUN` (signal + `immediate_exit`).
 //! - [`boot`]: ELF64 and Multiboot v1 loaders and boot structures.
 //! - [`devices`]: UART, debug-exit port, fw_cfg.
@@ -32,6 +33,7 @@ pub mod guests;
 pub mod kick;
 pub mod pmu;
 pub mod report;
+pub mod seccomp;
 pub mod shared;
 pub mod stats_cmd;
 pub mod stats_source;
@@ -59,6 +61,8 @@ pub enum VmError {
     Api(String),
     #[error("cannot write statistics to {0}: {1}")]
     StatsFile(String, std::io::Error),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     #[error("host: {0}")]
     Host(#[from] std::io::Error),
 }
@@ -91,7 +95,9 @@ impl VmError {
             | VmError::Boot(_)
             | VmError::KvmUnavailable(_)
             | VmError::Memory(_) => exit_status::CONFIG,
-            VmError::Kvm(..) | VmError::Host(_) | VmError::StatsFile(..) => exit_status::VMM_ERROR,
+            VmError::Kvm(..) | VmError::Host(_) | VmError::StatsFile(..) | VmError::Seccomp(_) => {
+                exit_status::VMM_ERROR
+            }
             // A socket path the user gave that cannot be served on.
             VmError::Api(_) => exit_status::CONFIG,
         }

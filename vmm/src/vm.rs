@@ -72,6 +72,8 @@ pub struct VmConfig {
     pub stats_json: Option<PathBuf>,
     /// Serve the statistics API on this Unix socket.
     pub api_sock: Option<PathBuf>,
+    /// `--seccomp`: put every thread under its seccomp filter.
+    pub seccomp: bool,
     /// Print the statistics summary when the VM stops.
     pub stats: bool,
     /// `--host-pmu` as given, for the API.
@@ -161,6 +163,10 @@ pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
 pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     validate(cfg)?;
     let image = read_kernel(&cfg.kernel, cfg.mem_mib << 20)?;
+    if cfg.seccomp {
+        // Compiled now; each thread installs its own when it starts.
+        crate::seccomp::activate(crate::seccomp::Filters::build()?);
+    }
     let kvm = open_kvm()?;
     let vm = kvm
         .create_vm()
@@ -244,11 +250,21 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
         .transpose()
         .map_err(|e| VmError::Api(e.to_string()))?;
     let publish = api.as_ref().map(|_| API_PUBLISH_INTERVAL);
+    // Created before the event loop, whose seccomp filter opens no files.
+    let stats_file = cfg
+        .stats_json
+        .as_ref()
+        .map(|path| {
+            std::fs::File::create(path)
+                .map(|f| (path, f))
+                .map_err(|e| VmError::StatsFile(path.display().to_string(), e))
+        })
+        .transpose()?;
     let reason = run_until_stopped(vcpus, &shared, cfg.timeout, publish)?;
     // The socket goes away with the VM.
     drop(api);
-    if let Some(path) = &cfg.stats_json {
-        write_stats(&shared, path)?;
+    if let Some((path, file)) = stats_file {
+        write_stats(&shared, path, file)?;
     }
     if cfg.stats {
         print_summary(source.as_ref());
@@ -282,10 +298,15 @@ fn print_summary(source: &VmSource) {
     }
 }
 
-fn write_stats(shared: &VmShared, path: &std::path::Path) -> Result<(), VmError> {
+fn write_stats(
+    shared: &VmShared,
+    path: &std::path::Path,
+    mut file: std::fs::File,
+) -> Result<(), VmError> {
     let json =
         serde_json::to_vec_pretty(&final_stats(shared)).map_err(|e| VmError::Host(e.into()))?;
-    std::fs::write(path, json).map_err(|e| VmError::StatsFile(path.display().to_string(), e))
+    file.write_all(&json)
+        .map_err(|e| VmError::StatsFile(path.display().to_string(), e))
 }
 
 fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
@@ -335,6 +356,11 @@ fn run_until_stopped(
     }
 
     use std::os::unix::thread::JoinHandleExt;
+    // From here on the main thread only runs the event loop and tears down.
+    if let Err(e) = crate::seccomp::enter(crate::seccomp::ThreadKind::EventLoop) {
+        log::error!("{e}");
+        shared.request_stop(StopReason::VmmError(e.to_string()));
+    }
     // Readers of published state get it at most `publish_every` old: ask
     // every vCPU to publish and kick it (a vCPU may never exit on its own).
     let publish = || {

@@ -15,14 +15,17 @@
 //! The VMM implements [`StatsSource`] over what vCPU threads publish; the
 //! server only calls it from its connection threads and never touches a
 //! vCPU. One thread accepts; each connection gets a thread (at most
-//! [`MAX_CONNECTIONS`]; more are answered 503 and closed); a request must
-//! arrive within [`REQUEST_TIMEOUT`], an idle keep-alive connection is
-//! closed after it.
+//! [`MAX_CONNECTIONS`]; more are answered 503 and closed without a reset).
+//! The last [`server::RESERVED_CONNECTIONS`] slots are kept for clients
+//! that send their request at once and get one response, so idle clients
+//! cannot lock the API. A connection waiting longer than
+//! [`server::IDLE_TIMEOUT`] for data is closed (408 mid-request), and a
+//! whole request must arrive within [`REQUEST_TIMEOUT`].
 
 pub mod http;
 pub mod metrics;
 pub mod model;
-mod server;
+pub mod server;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,7 +35,7 @@ pub use server::ApiServer;
 
 /// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 64;
-/// Read timeout of a connection (per request, and idle keep-alive).
+/// Longest time one request may take to arrive.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the API reads and changes. Implementations return published

@@ -18,6 +18,24 @@ use super::http::{self, ReadError, Reader, Request, Response};
 use super::model::{HostPmuList, HostPmuUpdate, VcpuList};
 use super::{metrics, ApiError, StatsSource, MAX_CONNECTIONS, REQUEST_TIMEOUT};
 
+/// Connection slots kept for clients that send a request at once (`vmm
+/// stats`, a scraper): when the other `MAX_CONNECTIONS - RESERVED_CONNECTIONS`
+/// are taken, a new connection gets a reserved slot, must send its request
+/// within [`RESERVED_IDLE_TIMEOUT`] and is closed after one response. Idle
+/// clients holding every ordinary slot thus cannot lock the API out.
+pub const RESERVED_CONNECTIONS: usize = 8;
+/// How long an ordinary connection may wait between requests (and between
+/// two reads of one request) before it is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// As [`IDLE_TIMEOUT`], for a connection in a reserved slot.
+pub const RESERVED_IDLE_TIMEOUT: Duration = Duration::from_millis(250);
+/// Refused connections (answered 503) the accept thread keeps until their
+/// client closes or sends its request, so that closing never resets a
+/// connection with unread data; at most this many, each at most
+/// [`REFUSED_LINGER`].
+const MAX_REFUSED: usize = 64;
+const REFUSED_LINGER: Duration = Duration::from_millis(500);
+
 /// A running API server. Dropping it stops the accept thread, shuts the
 /// open connections down and removes the socket.
 pub struct ApiServer {
@@ -180,22 +198,70 @@ impl Drop for ApiServer {
     }
 }
 
+/// A connection answered 503, kept until its client is done sending.
+struct Refused {
+    stream: UnixStream,
+    since: Instant,
+}
+
+/// Reads and drops what a refused client sent; `true` once it closed.
+fn drain(stream: &mut UnixStream) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    // Bounded: a client that keeps writing is cut off at the linger time.
+    for _ in 0..16 {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Answers 503 without blocking the accept thread: the response fits the
+/// empty socket buffer; the socket is then half-closed and kept in
+/// `refused` so that the client's request is read before the close (an
+/// unread request would turn the close into a reset).
+fn refuse(mut stream: UnixStream, refused: &mut Vec<Refused>) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let _ = drain(&mut stream);
+    let _ = http::write_response(
+        &mut stream,
+        &Response::error(503, "too many connections; retry later"),
+        true,
+    );
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    if refused.len() >= MAX_REFUSED {
+        refused.remove(0);
+    }
+    refused.push(Refused {
+        stream,
+        since: Instant::now(),
+    });
+}
+
 fn accept_loop(listener: UnixListener, stop: &EventFd, shared: &Arc<Shared>) {
-    let mut fds = [
-        libc::pollfd {
-            fd: listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: stop.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+    if let Err(e) = crate::seccomp::enter(crate::seccomp::ThreadKind::ApiAccept) {
+        log::error!("api: {e}; not serving");
+        return;
+    }
+    let pollfd = |fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut refused: Vec<Refused> = Vec::new();
     loop {
-        // SAFETY: `fds` is a valid array of two pollfds for the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        let mut fds = vec![pollfd(listener.as_raw_fd()), pollfd(stop.as_raw_fd())];
+        fds.extend(refused.iter().map(|r| pollfd(r.stream.as_raw_fd())));
+        let timeout_ms = if refused.is_empty() { -1 } else { 50 };
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfds for the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if shared.stopping.load(Ordering::Acquire) || fds[1].revents != 0 {
             return;
         }
@@ -206,11 +272,20 @@ fn accept_loop(listener: UnixListener, stop: &EventFd, shared: &Arc<Shared>) {
             log::error!("api: poll: {}", io::Error::last_os_error());
             return;
         }
+        // Refused connections: drop those whose client closed or that
+        // lingered long enough.
+        let mut i = 0;
+        refused.retain_mut(|r| {
+            let ready = fds.get(2 + i).is_some_and(|f| f.revents != 0);
+            i += 1;
+            let done = ready && drain(&mut r.stream);
+            !done && r.since.elapsed() < REFUSED_LINGER
+        });
         if fds[0].revents == 0 {
             continue;
         }
         match listener.accept() {
-            Ok((stream, _)) => admit(stream, shared),
+            Ok((stream, _)) => admit(stream, shared, &mut refused),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 log::warn!("api: accept: {e}");
@@ -221,19 +296,17 @@ fn accept_loop(listener: UnixListener, stop: &EventFd, shared: &Arc<Shared>) {
     }
 }
 
-/// Starts a connection thread, or answers 503 when at the cap.
-fn admit(mut stream: UnixStream, shared: &Arc<Shared>) {
+/// Starts a connection thread (in an ordinary or a reserved slot), or
+/// answers 503 when every slot is taken.
+fn admit(stream: UnixStream, shared: &Arc<Shared>, refused: &mut Vec<Refused>) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    if shared.active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+    let before = shared.active.fetch_add(1, Ordering::AcqRel);
+    if before >= MAX_CONNECTIONS {
         shared.active.fetch_sub(1, Ordering::AcqRel);
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-        let _ = http::write_response(
-            &mut stream,
-            &Response::error(503, "too many connections"),
-            true,
-        );
+        refuse(stream, refused);
         return;
     }
+    let reserved = before >= MAX_CONNECTIONS - RESERVED_CONNECTIONS;
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     if let (Ok(mut conns), Ok(clone)) = (shared.conns.lock(), stream.try_clone()) {
         conns.insert(id, clone);
@@ -242,7 +315,7 @@ fn admit(mut stream: UnixStream, shared: &Arc<Shared>) {
     let spawned = std::thread::Builder::new()
         .name("api-conn".into())
         .spawn(move || {
-            serve(stream, &shared2);
+            serve(stream, &shared2, reserved);
             if let Ok(mut conns) = shared2.conns.lock() {
                 conns.remove(&id);
             }
@@ -257,9 +330,22 @@ fn admit(mut stream: UnixStream, shared: &Arc<Shared>) {
     }
 }
 
-fn serve(mut stream: UnixStream, shared: &Shared) {
+/// Serves one connection: requests until the client closes, a read waits
+/// longer than the idle timeout, or (`reserved`) after one response.
+fn serve(mut stream: UnixStream, shared: &Shared, reserved: bool) {
+    if let Err(e) = crate::seccomp::enter(crate::seccomp::ThreadKind::ApiConnection) {
+        log::error!("api: {e}; closing the connection");
+        return;
+    }
+    let idle = if reserved {
+        RESERVED_IDLE_TIMEOUT
+    } else {
+        IDLE_TIMEOUT
+    };
+    // Each wait for data is bounded by the idle timeout, the whole
+    // request by the request timeout.
     if stream
-        .set_read_timeout(Some(shared.request_timeout))
+        .set_read_timeout(Some(idle.min(shared.request_timeout)))
         .is_err()
     {
         return;
@@ -273,7 +359,7 @@ fn serve(mut stream: UnixStream, shared: &Shared) {
             Ok(req) => {
                 let resp = catch_unwind(AssertUnwindSafe(|| route(shared.source.as_ref(), &req)))
                     .unwrap_or_else(|_| Response::error(500, "internal error"));
-                let close = req.close || shared.stopping.load(Ordering::Acquire);
+                let close = req.close || reserved || shared.stopping.load(Ordering::Acquire);
                 if http::write_response(&mut stream, &resp, close).is_err() || close {
                     return;
                 }

@@ -70,6 +70,12 @@ impl Vcpu {
 
     /// The vCPU thread's body: run until the VM stops.
     pub fn run(mut self) {
+        if let Err(e) = crate::seccomp::enter(crate::seccomp::ThreadKind::Vcpu) {
+            log::error!("vcpu{}: {e}", self.id);
+            self.shared
+                .request_stop(StopReason::VmmError(e.to_string()));
+            return;
+        }
         kick::set_immediate_exit_target(&mut self.fd.get_kvm_run().immediate_exit);
         let mut pmu = VcpuPmu::new(
             self.shared.pmu_config,

@@ -655,3 +655,66 @@ fn the_openapi_checker_is_not_vacuous() {
         assert!(r.is_err(), "{p} accepted {v}");
     }
 }
+
+/// One request on a fresh connection, read to the end: the status, or the
+/// error (a reset shows here).
+fn try_request(sock: &Path) -> Result<u16, String> {
+    let mut s = UnixStream::connect(sock).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET /v1/vm HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| format!("read: {e}"))?;
+    let resp = String::from_utf8_lossy(&out).into_owned();
+    let status = status_of(&resp);
+    if status == 503 {
+        assert_error_body(body_of(&resp).as_bytes());
+    }
+    Ok(status)
+}
+
+#[test]
+fn idle_clients_cannot_lock_the_api() {
+    use vmm::api::server::{IDLE_TIMEOUT, RESERVED_CONNECTIONS};
+    let (_s, sock, _src) = server();
+    // One client takes every slot and sends nothing.
+    let opened = Instant::now();
+    let held: Vec<UnixStream> = (0..api::MAX_CONNECTIONS)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    // More clients now are refused with a whole 503 (their request read,
+    // no reset), or, once a reserved slot frees, served.
+    let mut refused = 0;
+    for _ in 0..RESERVED_CONNECTIONS {
+        match try_request(&sock) {
+            Ok(503) => refused += 1,
+            Ok(200) => {}
+            other => panic!("a client beyond the cap got {other:?}, want 503 or 200"),
+        }
+    }
+    assert!(refused > 0, "no client was refused with every slot taken");
+    // A `vmm stats` client gets through well before the ordinary idle
+    // connections time out: reserved slots of idle clients free quickly.
+    let served = loop {
+        if get(&sock, "/v1/vm").status == 200 {
+            break opened.elapsed();
+        }
+        assert!(
+            opened.elapsed() < IDLE_TIMEOUT * 3,
+            "never served while idle clients held the API"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        served < IDLE_TIMEOUT,
+        "served after {served:?}, only once idle connections timed out"
+    );
+    // The idle connections are closed after the idle timeout.
+    let mut first = held.into_iter().next().unwrap();
+    first.set_read_timeout(Some(IDLE_TIMEOUT * 5)).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(first.read_to_end(&mut out).unwrap(), 0);
+    assert!(opened.elapsed() < IDLE_TIMEOUT * 5);
+    assert_alive(&sock);
+}

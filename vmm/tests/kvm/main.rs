@@ -13,6 +13,7 @@ mod openapi;
 mod pmu;
 #[path = "../common/prometheus.rs"]
 mod prometheus;
+mod sandbox;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -38,6 +39,7 @@ fn main() {
         .chain(demo::TESTS)
         .chain(faults::TESTS)
         .chain(bench::TESTS)
+        .chain(sandbox::TESTS)
         .map(|&(name, f)| {
             Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(!kvm)
         })
