@@ -334,7 +334,7 @@ impl<B: HostBackend> VcpuCounters<B> {
 
     /// Statistics of this vCPU as of its current run time.
     pub fn snapshot(&mut self) -> VcpuStats {
-        let simulated = self.ctx.backend().kind() == "simulated";
+        let simulated = self.ctx.backend().kind() == crate::backend::BackendKind::Simulated;
         let mut counters = Vec::with_capacity(self.counters.len());
         for i in 0..self.counters.len() {
             let event = self.counters[i].event;

@@ -362,8 +362,8 @@ impl HostBackend for SimBackend {
         Some(SimBackend::truth(self, pmu, event, from, to))
     }
 
-    fn kind(&self) -> &'static str {
-        "simulated"
+    fn kind(&self) -> crate::backend::BackendKind {
+        crate::backend::BackendKind::Simulated
     }
 }
 
