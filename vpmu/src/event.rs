@@ -8,6 +8,10 @@
 //! `PERF_TYPE_HARDWARE` events and the simulated backend can look rates up in
 //! a profile. Events that are not architectural translate to `None`: the
 //! counter counts nothing and is reported unavailable (never silently).
+//!
+//! The generic events are the rows of the architectural events table
+//! ([`crate::arch::events::ARCH_EVENTS`]), in its order: names, event codes
+//! and fixed-counter bindings all come from there ([`EventName::arch`]).
 
 use std::fmt;
 use std::str::FromStr;

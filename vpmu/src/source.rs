@@ -8,6 +8,10 @@
 //! [`CountSource::stop`] only when a counter's effective configuration
 //! changes, so accesses that change nothing on the host side reach no source
 //! at all.
+//!
+//! What the source is told is a [`CounterConfig`]: the event code, the
+//! [`Modifiers`] (privilege filter, edge/threshold, AnyThread; the host
+//! event carries the same value) and the distance to overflow.
 
 use serde::{Deserialize, Serialize};
 
