@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use vpmu::stats::{CounterState, CounterStats, PmuKindStat};
+use vpmu::stats::{CounterState, CounterStats};
 
 use crate::api::metrics::state_name;
 use crate::api::model::{HostPmuInfo, VcpuPmu, VmInfo};
@@ -145,11 +145,7 @@ pub fn render_table(vm: &VmInfo, vcpus: &[VcpuPmu], host_pmus: &[HostPmuInfo]) -
     if !host_pmus.is_empty() {
         out.push_str("\n Host PMUs:\n");
         for p in host_pmus {
-            let kind = match p.kind {
-                PmuKindStat::Hardware => "hardware",
-                PmuKindStat::Software => "software",
-                PmuKindStat::Simulated => "simulated",
-            };
+            let kind = p.kind.as_str();
             let cap = if p.capacity.unbounded {
                 "unbounded".to_string()
             } else {

@@ -1,18 +1,79 @@
 //! What the multiplexer ([`crate::core`]) needs of a host backend, and
 //! what the backends ([`crate::host`]) implement: the [`HostBackend`]
 //! trait, its handles, readings and errors, and where events are counted
-//! ([`EventMapping`], [`PmuKind`]). Neither side imports the other; both
-//! import this.
+//! ([`EventMapping`], [`PmuKind`], [`BackendKind`]). Neither side imports
+//! the other; both import this.
+
+use serde::{Deserialize, Serialize};
 
 use crate::event::{EventName, HostEvent};
 
-/// What a host PMU is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a host PMU is: the one notion of it, from profiles through the
+/// multiplexer to statistics and the API (`hardware`, `software`,
+/// `simulated`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PmuKind {
     /// Counters are a scarce resource: capacity, constraints, rotation.
     Hardware,
     /// Always schedules, unbounded, never rotates (perf's software PMU).
     Software,
+    /// A hardware PMU the simulated backend models from a profile: scarce
+    /// counters like [`PmuKind::Hardware`], counts from rates. Profiles
+    /// describe hardware PMUs; the simulated host side makes them this.
+    Simulated,
+}
+
+impl PmuKind {
+    /// The name statistics and the API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PmuKind::Hardware => "hardware",
+            PmuKind::Software => "software",
+            PmuKind::Simulated => "simulated",
+        }
+    }
+
+    /// Unbounded counters that never rotate.
+    pub fn is_software(self) -> bool {
+        self == PmuKind::Software
+    }
+
+    /// The kind of this PMU when the simulated backend models it.
+    pub fn simulated(self) -> PmuKind {
+        match self {
+            PmuKind::Hardware => PmuKind::Simulated,
+            k => k,
+        }
+    }
+}
+
+impl std::fmt::Display for PmuKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which host backend counts: shown in statistics (`backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// Linux perf events on the vCPU thread.
+    Perf,
+    /// The simulated backend (rates from a profile).
+    Simulated,
+    /// Counts nothing.
+    Noop,
+}
+
+impl BackendKind {
+    /// `perf`, `simulated` or `noop`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Perf => "perf",
+            BackendKind::Simulated => "simulated",
+            BackendKind::Noop => "noop",
+        }
+    }
 }
 
 /// Where a generic event is counted on a host.
@@ -90,6 +151,6 @@ pub trait HostBackend {
     }
     /// Releases the counter.
     fn close(&mut self, h: HostHandle) -> Result<(), HostError>;
-    /// "simulated", "perf", "noop": shown in statistics.
-    fn kind(&self) -> &'static str;
+    /// Which backend this is, shown in statistics.
+    fn kind(&self) -> BackendKind;
 }

@@ -8,6 +8,10 @@
 //! `PERF_TYPE_HARDWARE` events and the simulated backend can look rates up in
 //! a profile. Events that are not architectural translate to `None`: the
 //! counter counts nothing and is reported unavailable (never silently).
+//!
+//! The generic events are the rows of the architectural events table
+//! ([`crate::arch::events::ARCH_EVENTS`]), in its order: names, event codes
+//! and fixed-counter bindings all come from there ([`EventName::arch`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -129,48 +133,7 @@ impl FromStr for EventName {
     }
 }
 
-/// Privilege and edge/threshold modifiers the guest asked for. The perf
-/// backend encodes them in `perf_event_attr` (`exclude_user`,
-/// `exclude_kernel`, raw `config` bits); the simulated backend honours only
-/// "counts at no privilege level" (counts zero) and labels the rest
-/// approximate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Modifiers {
-    pub usr: bool,
-    pub os: bool,
-    pub edge: bool,
-    pub inv: bool,
-    pub cmask: u8,
-    pub any_thread: bool,
-}
-
-impl Modifiers {
-    /// The modifiers of a guest configuration.
-    pub fn of(config: &CounterConfig) -> Modifiers {
-        Modifiers {
-            usr: config.usr,
-            os: config.os,
-            edge: config.edge,
-            inv: config.inv,
-            cmask: config.cmask,
-            any_thread: config.any_thread,
-        }
-    }
-
-    /// Counting at both privilege levels with no edge/threshold tricks.
-    pub fn plain() -> Modifiers {
-        Modifiers {
-            usr: true,
-            os: true,
-            ..Modifiers::default()
-        }
-    }
-
-    /// Anything beyond a privilege filter.
-    pub fn is_exotic(&self) -> bool {
-        self.edge || self.inv || self.cmask != 0 || self.any_thread
-    }
-}
+pub use crate::source::Modifiers;
 
 /// A host counter to open: which event, on which host PMU, on which counters
 /// of that PMU it may be placed.

@@ -8,6 +8,10 @@
 //! [`CountSource::stop`] only when a counter's effective configuration
 //! changes, so accesses that change nothing on the host side reach no source
 //! at all.
+//!
+//! What the source is told is a [`CounterConfig`]: the event code, the
+//! [`Modifiers`] (privilege filter, edge/threshold, AnyThread; the host
+//! event carries the same value) and the distance to overflow.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,18 +40,10 @@ pub struct EventCode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CounterConfig {
     pub event: EventCode,
-    /// Count at CPL > 0 (`USR`, bit 16).
-    pub usr: bool,
-    /// Count at CPL 0 (`OS`, bit 17).
-    pub os: bool,
-    /// Edge detect (bit 18).
-    pub edge: bool,
-    /// Invert counter mask (bit 23).
-    pub inv: bool,
-    /// Counter mask (bits 31:24).
-    pub cmask: u8,
-    /// AnyThread (bit 21; fixed nibble bit 2), where the version allows it.
-    pub any_thread: bool,
+    /// Privilege filter, edge/threshold and AnyThread bits (serialized
+    /// inline, as fields of the configuration).
+    #[serde(flatten)]
+    pub modifiers: Modifiers,
     /// `Some(n)`: the counter has its interrupt enabled (`INT`, bit 20) and
     /// wraps after `n` more events; the source should arrange to be polled
     /// (kick the vCPU) when that many events have been counted.
@@ -60,14 +56,50 @@ impl CounterConfig {
     pub const fn counting(event: EventCode) -> Self {
         CounterConfig {
             event,
+            modifiers: Modifiers::plain(),
+            overflow_after: None,
+        }
+    }
+}
+
+/// Privilege and edge/threshold modifiers of a guest counter, as
+/// `IA32_PERFEVTSELx` / AMD `PERF_CTLx` (or a fixed counter's control
+/// nibble) encodes them. The perf backend encodes them in
+/// `perf_event_attr` (`exclude_user`, `exclude_kernel`, raw `config` bits);
+/// the simulated backend honours only "counts at no privilege level" (counts
+/// zero) and labels the rest approximate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Modifiers {
+    /// Count at CPL > 0 (`USR`, bit 16).
+    pub usr: bool,
+    /// Count at CPL 0 (`OS`, bit 17).
+    pub os: bool,
+    /// Edge detect (bit 18).
+    pub edge: bool,
+    /// Invert counter mask (bit 23).
+    pub inv: bool,
+    /// Counter mask (bits 31:24).
+    pub cmask: u8,
+    /// AnyThread (bit 21; fixed nibble bit 2), where the version allows it.
+    pub any_thread: bool,
+}
+
+impl Modifiers {
+    /// Counting at both privilege levels with no edge/threshold tricks.
+    pub const fn plain() -> Modifiers {
+        Modifiers {
             usr: true,
             os: true,
             edge: false,
             inv: false,
             cmask: 0,
             any_thread: false,
-            overflow_after: None,
         }
+    }
+
+    /// Anything beyond a privilege filter.
+    pub fn is_exotic(&self) -> bool {
+        self.edge || self.inv || self.cmask != 0 || self.any_thread
     }
 }
 

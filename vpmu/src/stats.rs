@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::BackendKind;
 use crate::core::PmuContext;
 use crate::source::CounterIndex;
 
@@ -58,14 +59,7 @@ pub struct CounterStats {
     pub simulated_truth: Option<u64>,
 }
 
-/// What a host PMU is, for statistics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PmuKindStat {
-    Hardware,
-    Software,
-    Simulated,
-}
+pub use crate::backend::PmuKind;
 
 /// Counters of a host PMU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +73,7 @@ pub struct CapacityStats {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PmuStats {
     pub name: String,
-    pub kind: PmuKindStat,
+    pub kind: PmuKind,
     /// The backend: `simulated`, `perf`, `noop`.
     pub backend: String,
     pub capacity: CapacityStats,
@@ -96,20 +90,13 @@ pub struct PmuStats {
 }
 
 impl PmuStats {
-    pub(crate) fn of(pc: &PmuContext, backend: &str) -> PmuStats {
+    pub(crate) fn of(pc: &PmuContext, backend: BackendKind) -> PmuStats {
         let pmu = pc.pmu();
         let cap = pmu.capacity();
-        let kind = if pmu.is_software() {
-            PmuKindStat::Software
-        } else if pmu.is_simulated() {
-            PmuKindStat::Simulated
-        } else {
-            PmuKindStat::Hardware
-        };
         PmuStats {
             name: pmu.name().to_string(),
-            kind,
-            backend: backend.to_string(),
+            kind: pmu.kind(),
+            backend: backend.as_str().to_string(),
             capacity: CapacityStats {
                 gp: cap.gp,
                 fixed: cap.fixed,

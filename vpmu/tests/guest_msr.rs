@@ -325,7 +325,7 @@ fn anythread_per_version() {
         p.wrmsr(IA32_FIXED_CTR_CTRL, 0x7, &mut m).unwrap();
         let s = m.starts();
         assert_eq!(s.len(), 2);
-        assert!(s.iter().all(|(_, c)| c.any_thread), "v{v}");
+        assert!(s.iter().all(|(_, c)| c.modifiers.any_thread), "v{v}");
     }
     // Version 5: deprecated, accepted and read back, no effect.
     let mut p = pmu(5, 2, 1);
@@ -336,7 +336,7 @@ fn anythread_per_version() {
     p.wrmsr(IA32_FIXED_CTR_CTRL, 0x7, &mut m).unwrap();
     let s = m.starts();
     assert_eq!(s.len(), 2);
-    assert!(s.iter().all(|(_, c)| !c.any_thread));
+    assert!(s.iter().all(|(_, c)| !c.modifiers.any_thread));
 }
 
 #[test]
@@ -414,8 +414,14 @@ fn enable_reconfigure_disable_gp_counter() {
             umask: 0x41
         }
     );
-    assert!(c.usr && !c.os && c.edge && !c.inv && !c.any_thread);
-    assert_eq!(c.cmask, 3);
+    assert!(
+        c.modifiers.usr
+            && !c.modifiers.os
+            && c.modifiers.edge
+            && !c.modifiers.inv
+            && !c.modifiers.any_thread
+    );
+    assert_eq!(c.modifiers.cmask, 3);
     assert_eq!(c.overflow_after, None);
     assert!(p.is_running(G0));
 
@@ -424,7 +430,9 @@ fn enable_reconfigure_disable_gp_counter() {
     p.wrmsr(IA32_PERFEVTSEL0, 0xC0 | EN_ALL, &mut m).unwrap();
     let calls = m.take();
     assert_eq!(calls[0], Call::Drain(G0, 7));
-    assert!(matches!(calls[1], Call::Start(G0, c) if c.os && c.usr && c.event.select == 0xC0));
+    assert!(
+        matches!(calls[1], Call::Start(G0, c) if c.modifiers.os && c.modifiers.usr && c.event.select == 0xC0)
+    );
     assert_eq!(calls.len(), 2);
 
     // Disable: drain, stop; the count stays.
@@ -492,7 +500,7 @@ fn fixed_ctrl_nibble_change_reconfigures_only_that_counter() {
             umask: 0x01
         }
     );
-    assert!(s[0].1.os && !s[0].1.usr);
+    assert!(s[0].1.modifiers.os && !s[0].1.modifiers.usr);
     m.take();
     p.wrmsr(IA32_FIXED_CTR_CTRL, 0x1 << 12 | 0x2, &mut m)
         .unwrap();

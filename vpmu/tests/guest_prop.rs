@@ -267,8 +267,8 @@ proptest! {
                 prop_assert_eq!(eff.is_some(), src.is_some(), "{:?}", c);
                 if let (Some(e), Some(s)) = (eff, src) {
                     prop_assert_eq!(e.event, s.event);
-                    prop_assert_eq!((e.usr, e.os, e.edge, e.inv, e.cmask, e.any_thread),
-                                    (s.usr, s.os, s.edge, s.inv, s.cmask, s.any_thread));
+                    prop_assert_eq!((e.modifiers.usr, e.modifiers.os, e.modifiers.edge, e.modifiers.inv, e.modifiers.cmask, e.modifiers.any_thread),
+                                    (s.modifiers.usr, s.modifiers.os, s.modifiers.edge, s.modifiers.inv, s.modifiers.cmask, s.modifiers.any_thread));
                     prop_assert_eq!(e.overflow_after.is_some(), s.overflow_after.is_some());
                 }
             }

@@ -10,7 +10,7 @@ use vpmu::host::profile::{PmuDesc, Profile};
 use vpmu::host::sim::SimBackend;
 use vpmu::host::{EventName, HostEvent, Modifiers};
 use vpmu::source::{CountSource, CounterIndex};
-use vpmu::stats::{CounterState, PmuKindStat, VcpuStats};
+use vpmu::stats::{CounterState, PmuKind, VcpuStats};
 
 fn ctx_for(profile: Profile) -> (Context<SimBackend>, Vec<Arc<HostPmu>>) {
     let pmus = HostPmu::from_profile(&profile);
@@ -108,7 +108,7 @@ fn pinned_before_flexible_and_error_visible() {
     assert_eq!(ctx.group_state(gerr), Some(GroupState::Error));
     let stats = ctx.pmu_stats();
     assert_eq!(stats[0].groups_error, 1);
-    assert_eq!(stats[0].kind, PmuKindStat::Simulated);
+    assert_eq!(stats[0].kind, PmuKind::Simulated);
     // It runs as soon as a pinned group goes away.
     ctx.remove_group(gp1, 7).unwrap();
     ctx.sched_in_pending(7);
@@ -163,7 +163,7 @@ fn software_groups_never_rotate() {
     assert_eq!(s.counters[8].state, CounterState::Degraded);
     assert!(s.counters[8].labels.contains(&"unavailable".to_string()));
     assert_eq!(v.drain(CounterIndex::Gp(8)), 0);
-    assert_eq!(s.pmus[0].kind, PmuKindStat::Software);
+    assert_eq!(s.pmus[0].kind, PmuKind::Software);
 }
 
 #[test]

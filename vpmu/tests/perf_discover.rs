@@ -55,7 +55,7 @@ fn host_with_a_cpu_pmu() {
     assert_eq!(t.get(EventName::Branches).unwrap().mask, 0b1111);
     assert!(h.unavailable_events().is_empty());
     let pmus = h.host_pmus();
-    assert!(!pmus[0].is_software() && !pmus[0].is_simulated());
+    assert!(pmus[0].kind() == PmuKind::Hardware);
     assert_eq!(pmus[0].capacity().counters(), 7);
 }
 

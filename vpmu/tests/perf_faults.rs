@@ -47,8 +47,8 @@ impl HostBackend for Faulty {
     fn close(&mut self, h: HostHandle) -> Result<(), HostError> {
         self.inner.close(h)
     }
-    fn kind(&self) -> &'static str {
-        "perf"
+    fn kind(&self) -> vpmu::backend::BackendKind {
+        vpmu::backend::BackendKind::Perf
     }
 }
 

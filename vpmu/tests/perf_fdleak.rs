@@ -36,9 +36,9 @@ fn reprogramming_does_not_leak_fds() {
     for i in 0..10_000u32 {
         let c = counters[i as usize % counters.len()];
         let mut cfg = config(0x3C, (i % 2) as u8);
-        cfg.usr = i % 3 != 0;
-        cfg.os = i % 5 != 0;
-        cfg.cmask = if i % 7 == 0 { 1 } else { 0 };
+        cfg.modifiers.usr = i % 3 != 0;
+        cfg.modifiers.os = i % 5 != 0;
+        cfg.modifiers.cmask = if i % 7 == 0 { 1 } else { 0 };
         cfg.overflow_after = (i % 4 == 0).then_some(1 << 40);
         vc.start(c, &cfg);
         if i % 3 == 0 {

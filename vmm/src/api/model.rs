@@ -11,9 +11,8 @@ use vpmu::config::PmuArch;
 use vpmu::core::history::{counters_of, HistoryEntry};
 use vpmu::core::HostPmu;
 use vpmu::guest::GuestPmuState;
-use vpmu::host::profile::PmuKind;
 use vpmu::source::CounterIndex;
-use vpmu::stats::{CapacityStats, PmuKindStat, VcpuStats};
+use vpmu::stats::{CapacityStats, PmuKind, VcpuStats};
 
 /// `GET /v1/exits` is what the exit recorders sum to, as is.
 pub use crate::exits::{Distribution, Exits, MsrExits, VcpuExits};
@@ -94,7 +93,7 @@ pub struct VcpuList {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HostPmuInfo {
     pub name: String,
-    pub kind: PmuKindStat,
+    pub kind: PmuKind,
     pub capacity: CapacityStats,
     pub mux_interval_ms: u64,
     /// Rotations by all vCPU contexts.
@@ -114,16 +113,9 @@ impl HostPmuInfo {
     /// latest published statistics.
     pub fn of(pmu: &HostPmu, vcpus: &[VcpuStats]) -> Self {
         let cap = pmu.capacity();
-        let kind = if pmu.is_software() || pmu.kind() == PmuKind::Software {
-            PmuKindStat::Software
-        } else if pmu.is_simulated() {
-            PmuKindStat::Simulated
-        } else {
-            PmuKindStat::Hardware
-        };
         let mut info = HostPmuInfo {
             name: pmu.name().to_string(),
-            kind,
+            kind: pmu.kind(),
             capacity: CapacityStats {
                 gp: cap.gp,
                 fixed: cap.fixed,

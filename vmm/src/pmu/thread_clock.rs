@@ -117,7 +117,7 @@ impl ThreadClockSource {
 impl CountSource for ThreadClockSource {
     fn start(&mut self, counter: CounterIndex, config: &CounterConfig) {
         let Some(i) = slot(counter) else { return };
-        let counts = config.os
+        let counts = config.modifiers.os
             && matches!(
                 EventName::of_guest_counter(self.arch, counter, config),
                 Some(EventName::Cycles | EventName::RefCycles)
@@ -172,10 +172,9 @@ mod tests {
     const CYCLES: EventCode = CORE_CYCLES.code;
 
     fn config(event: EventCode, os: bool) -> CounterConfig {
-        CounterConfig {
-            os,
-            ..CounterConfig::counting(event)
-        }
+        let mut c = CounterConfig::counting(event);
+        c.modifiers.os = os;
+        c
     }
 
     fn burn(ms: u64) {

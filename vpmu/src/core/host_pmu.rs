@@ -70,7 +70,6 @@ pub struct HostPmu {
     index: usize,
     name: String,
     kind: PmuKind,
-    simulated: bool,
     capacity: Capacity,
     interval_ns: AtomicU64,
     rotations: AtomicU64,
@@ -101,14 +100,12 @@ impl HostPmu {
         kind: PmuKind,
         (gp, fixed): (u8, u8),
         mux_interval_ms: u64,
-        simulated: bool,
     ) -> HostPmu {
-        let software = kind == PmuKind::Software;
+        let software = kind.is_software();
         HostPmu {
             index,
             name: name.to_string(),
             kind,
-            simulated,
             capacity: Capacity {
                 gp,
                 fixed,
@@ -150,9 +147,6 @@ impl HostPmu {
     }
     pub fn is_software(&self) -> bool {
         self.capacity.unbounded
-    }
-    pub fn is_simulated(&self) -> bool {
-        self.simulated
     }
     pub fn capacity(&self) -> Capacity {
         self.capacity
@@ -237,22 +231,8 @@ mod tests {
             Err(MuxIntervalError::Syntax(_))
         ));
         let pmus = [
-            Arc::new(HostPmu::new(
-                0,
-                "cpu_core",
-                PmuKind::Hardware,
-                (8, 4),
-                4,
-                true,
-            )),
-            Arc::new(HostPmu::new(
-                1,
-                "cpu_atom",
-                PmuKind::Hardware,
-                (6, 3),
-                4,
-                true,
-            )),
+            Arc::new(HostPmu::new(0, "cpu_core", PmuKind::Simulated, (8, 4), 4)),
+            Arc::new(HostPmu::new(1, "cpu_atom", PmuKind::Simulated, (6, 3), 4)),
         ];
         HostPmu::apply_overrides(&pmus, &[("cpu_atom".into(), 2)]).unwrap();
         assert_eq!(pmus[1].interval_ms(), 2);

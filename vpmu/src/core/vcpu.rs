@@ -23,7 +23,7 @@ use super::host_pmu::HostPmu;
 use super::policy::{scale, Grouping, MuxPolicy, Scaling};
 use crate::backend::{EventMapping, HostBackend};
 use crate::config::PmuArch;
-use crate::event::{EventName, HostEvent, Modifiers};
+use crate::event::{EventName, HostEvent};
 use crate::source::{CountSource, CounterConfig, CounterIndex};
 use crate::stats::{CounterState, CounterStats, VcpuStats};
 
@@ -334,7 +334,7 @@ impl<B: HostBackend> VcpuCounters<B> {
 
     /// Statistics of this vCPU as of its current run time.
     pub fn snapshot(&mut self) -> VcpuStats {
-        let simulated = self.ctx.backend().kind() == "simulated";
+        let simulated = self.ctx.backend().kind() == crate::backend::BackendKind::Simulated;
         let mut counters = Vec::with_capacity(self.counters.len());
         for i in 0..self.counters.len() {
             let event = self.counters[i].event;
@@ -378,7 +378,7 @@ impl<B: HostBackend> VcpuCounters<B> {
             if unavailable {
                 labels.push("unavailable".to_string());
             }
-            if simulated && Modifiers::of(&c.config).is_exotic() {
+            if simulated && c.config.modifiers.is_exotic() {
                 labels.push("approximate".to_string());
             }
             if c.sampling() {
@@ -446,7 +446,7 @@ fn add_truth(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 impl<B: HostBackend> CountSource for VcpuCounters<B> {
     fn start(&mut self, counter: CounterIndex, config: &CounterConfig) {
         let name = EventName::of_guest_counter(self.guest_arch, counter, config);
-        let mods = Modifiers::of(config);
+        let mods = config.modifiers;
         let i = match self.find(counter) {
             Ok(i) => i,
             Err(i) => {
@@ -473,7 +473,7 @@ impl<B: HostBackend> CountSource for VcpuCounters<B> {
         };
         let c = &self.counters[i];
         let same_host_event =
-            c.started && c.event.is_some() && c.name == name && Modifiers::of(&c.config) == mods;
+            c.started && c.event.is_some() && c.name == name && c.config.modifiers == mods;
         if same_host_event {
             let was_pinned = self.pinned(c);
             let e = c.event;

@@ -9,7 +9,7 @@ use crate::arch::amd::msr::perf_ctl;
 use crate::arch::amd::{AmdPmuMsr, PerfCtl};
 use crate::arch::GP_COUNTER_MASK;
 use crate::config::{PmuArch, PmuConfig, MAX_AMD_VERSION};
-use crate::source::{CountSource, CounterConfig, CounterIndex};
+use crate::source::{CountSource, CounterConfig, CounterIndex, Modifiers};
 
 /// The control MSRs: what decides which counters count.
 #[derive(Clone, Debug)]
@@ -37,12 +37,14 @@ impl Controls for AmdControls {
         }
         Some(CounterConfig {
             event: s.code(),
-            usr: s.usr,
-            os: s.os,
-            edge: s.edge,
-            inv: s.inv,
-            cmask: s.cmask,
-            any_thread: false,
+            modifiers: Modifiers {
+                usr: s.usr,
+                os: s.os,
+                edge: s.edge,
+                inv: s.inv,
+                cmask: s.cmask,
+                any_thread: false,
+            },
             overflow_after: s.int.then(|| bank.overflow_after(c)),
         })
     }

@@ -210,11 +210,12 @@ impl Bank {
         let Some(cfg) = ctl.effective(c, self) else {
             return;
         };
+        let m = cfg.modifiers;
         let counts = cfg.event == inst
-            && !cfg.edge
-            && !cfg.inv
-            && cfg.cmask == 0
-            && if cpl0 { cfg.os } else { cfg.usr };
+            && !m.edge
+            && !m.inv
+            && m.cmask == 0
+            && if cpl0 { m.os } else { m.usr };
         if !counts {
             return;
         }

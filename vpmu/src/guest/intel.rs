@@ -12,7 +12,7 @@ use crate::arch::msr::{
 };
 use crate::arch::{FIXED_COUNTER_MASK, GP_COUNTER_MASK};
 use crate::config::{PmuArch, PmuConfig};
-use crate::source::{CountSource, CounterConfig, CounterIndex};
+use crate::source::{CountSource, CounterConfig, CounterIndex, Modifiers};
 
 /// The control MSRs: what decides which counters count.
 #[derive(Clone, Debug)]
@@ -57,12 +57,14 @@ impl Controls for IntelControls {
                 }
                 Some(CounterConfig {
                     event: s.code(),
-                    usr: s.usr,
-                    os: s.os,
-                    edge: s.edge,
-                    inv: s.inv,
-                    cmask: s.cmask,
-                    any_thread: any_ok && s.any_thread,
+                    modifiers: Modifiers {
+                        usr: s.usr,
+                        os: s.os,
+                        edge: s.edge,
+                        inv: s.inv,
+                        cmask: s.cmask,
+                        any_thread: any_ok && s.any_thread,
+                    },
                     overflow_after: overflow(s.int),
                 })
             }
@@ -74,12 +76,14 @@ impl Controls for IntelControls {
                 let event = events::fixed_event(i)?.code;
                 Some(CounterConfig {
                     event,
-                    usr: f.usr,
-                    os: f.os,
-                    edge: false,
-                    inv: false,
-                    cmask: 0,
-                    any_thread: any_ok && f.any_thread,
+                    modifiers: Modifiers {
+                        usr: f.usr,
+                        os: f.os,
+                        edge: false,
+                        inv: false,
+                        cmask: 0,
+                        any_thread: any_ok && f.any_thread,
+                    },
                     overflow_after: overflow(f.pmi),
                 })
             }

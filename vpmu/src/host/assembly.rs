@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crate::backend::{HostBackend, HostError, HostHandle, HostReading};
+use crate::backend::{BackendKind, HostBackend, HostError, HostHandle, HostReading};
 use crate::core::host_pmu::{HostPmu, MuxIntervalError};
 use crate::core::policy::MuxPolicy;
 use crate::core::vcpu::{EventTable, VcpuCounters};
@@ -36,13 +36,17 @@ fn host_pmus(profile: &Profile, simulated: bool) -> Vec<Arc<HostPmu>> {
         .enumerate()
         .map(|(i, d)| {
             let fixed = u8::try_from(d.fixed.len()).unwrap_or(u8::MAX);
+            let kind = if simulated {
+                d.kind.simulated()
+            } else {
+                d.kind
+            };
             Arc::new(HostPmu::new(
                 i,
                 &d.name,
-                d.kind,
+                kind,
                 (d.gp, fixed),
                 d.mux_interval_ms,
-                simulated,
             ))
         })
         .collect()
@@ -313,11 +317,11 @@ impl HostBackend for AnyBackend {
             AnyBackend::Perf(_) | AnyBackend::FailingOpen(_) => None,
         }
     }
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> BackendKind {
         match self {
             AnyBackend::Perf(b) => b.kind(),
             AnyBackend::Sim(b) => b.kind(),
-            AnyBackend::FailingOpen(_) => "perf",
+            AnyBackend::FailingOpen(_) => BackendKind::Perf,
         }
     }
 }
@@ -325,6 +329,7 @@ impl HostBackend for AnyBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::PmuKind;
 
     #[test]
     fn overrides_and_phases_are_checked() {
@@ -334,7 +339,10 @@ mod tests {
             .unwrap();
         assert_eq!(a.pmus()[1].interval_ms(), 2);
         assert_eq!(a.pmus()[0].interval_ms(), 4);
-        assert!(a.pmus().iter().all(|p| p.is_simulated()));
+        for (pmu, desc) in a.pmus().iter().zip(&p.pmus) {
+            assert_eq!(pmu.kind(), desc.kind.simulated());
+        }
+        assert_eq!(a.pmus()[0].kind(), PmuKind::Simulated);
         assert!(matches!(
             HostAssembly::sim(p.clone()).with_overrides(&[("gpu".into(), 2)]),
             Err(AssemblyError::MuxInterval(MuxIntervalError::UnknownPmu(_)))

@@ -26,7 +26,7 @@ impl HostBackend for NoopBackend {
     fn close(&mut self, _h: HostHandle) -> Result<(), HostError> {
         Ok(())
     }
-    fn kind(&self) -> &'static str {
-        "noop"
+    fn kind(&self) -> crate::backend::BackendKind {
+        crate::backend::BackendKind::Noop
     }
 }

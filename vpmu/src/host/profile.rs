@@ -16,6 +16,10 @@
 //!
 //! The built-in profiles are embedded in the binary ([`Profile::builtin`]), so
 //! a binary works without the resources directory.
+//!
+//! A profile file deserializes into a [`ProfileSpec`] (the file's structure;
+//! perf discovery fills the same struct for the host it finds), and
+//! [`Profile::from_spec`] validates it into a [`Profile`] in one step.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -94,6 +94,18 @@ struct SimCounter {
     time_running: u64,
 }
 
+/// A broken invariant of the simulated host PMU ([`SimBackend::verify`]):
+/// the multiplexer's placement bookkeeping disagrees with the counters.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SimInvariantError {
+    #[error("PMU {pmu} counter {slot} claimed {claims} times")]
+    CounterClaimedTwice { pmu: usize, slot: usize, claims: u8 },
+    #[error("{event} on forbidden counter {slot:?}")]
+    ForbiddenCounter { event: EventName, slot: Option<u8> },
+    #[error("PMU {pmu} over capacity")]
+    OverCapacity { pmu: String },
+}
+
 /// The simulated backend of one vCPU.
 #[derive(Debug)]
 pub struct SimBackend {
@@ -179,13 +191,14 @@ impl SimBackend {
     /// Checks that no hardware counter is claimed twice, that every enabled
     /// hardware counter sits on a counter its constraint allows, and that no
     /// PMU runs more counters than it has.
-    pub fn verify(&self) -> Result<(), String> {
+    pub fn verify(&self) -> Result<(), SimInvariantError> {
         for (i, occ) in self.occupancy.iter().enumerate() {
             if let Some(slot) = occ.iter().position(|&n| n > 1) {
-                return Err(format!(
-                    "PMU {i} counter {slot} claimed {} times",
-                    occ[slot]
-                ));
+                return Err(SimInvariantError::CounterClaimedTwice {
+                    pmu: i,
+                    slot,
+                    claims: occ[slot],
+                });
             }
         }
         for c in self.counters.iter().map(|(_, c)| c) {
@@ -196,13 +209,20 @@ impl SimBackend {
             if pmu.kind == PmuKind::Hardware {
                 match c.slot {
                     Some(s) if c.event.mask & (1 << s) != 0 && s < pmu.counters() => {}
-                    s => return Err(format!("{} on forbidden counter {s:?}", c.event.name)),
+                    slot => {
+                        return Err(SimInvariantError::ForbiddenCounter {
+                            event: c.event.name,
+                            slot,
+                        })
+                    }
                 }
             }
         }
         for (i, p) in self.profile.pmus.iter().enumerate() {
             if p.kind == PmuKind::Hardware && self.enabled_on(i) > p.counters() as usize {
-                return Err(format!("PMU {} over capacity", p.name));
+                return Err(SimInvariantError::OverCapacity {
+                    pmu: p.name.clone(),
+                });
             }
         }
         Ok(())
@@ -362,8 +382,8 @@ impl HostBackend for SimBackend {
         Some(SimBackend::truth(self, pmu, event, from, to))
     }
 
-    fn kind(&self) -> &'static str {
-        "simulated"
+    fn kind(&self) -> crate::backend::BackendKind {
+        crate::backend::BackendKind::Simulated
     }
 }
 

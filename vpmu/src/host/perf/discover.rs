@@ -4,7 +4,7 @@
 //!   `perf_event_mux_interval_ms`, the `cpus` mask of hybrid core PMUs and
 //!   the `caps/*` files.
 //! - The core PMU's counters: CPUID leaf 0xA of the host (general-purpose
-//!   counters EAX[15:8], fixed counters EDX[4:0] and, from version 5, the
+//!   counters `EAX[15:8]`, fixed counters `EDX[4:0]` and, from version 5, the
 //!   fixed-counter bitmask ECX; EBX bit i set = architectural event i
 //!   missing), minus the counter the NMI watchdog holds
 //!   (`/proc/sys/kernel/nmi_watchdog` = 1: a pinned cycles event, on fixed
@@ -101,7 +101,7 @@ impl CpuInfo {
         }
     }
 
-    /// Architectural PMU version (leaf 0xA EAX[7:0]).
+    /// Architectural PMU version (leaf 0xA `EAX[7:0]`).
     pub fn pmu_version(&self) -> u8 {
         self.leaf_0a[0] as u8
     }

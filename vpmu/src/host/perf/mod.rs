@@ -394,7 +394,7 @@ impl HostBackend for PerfBackend {
         Ok(())
     }
 
-    fn kind(&self) -> &'static str {
-        "perf"
+    fn kind(&self) -> crate::backend::BackendKind {
+        crate::backend::BackendKind::Perf
     }
 }
