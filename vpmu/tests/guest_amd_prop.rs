@@ -37,7 +37,7 @@ enum Op {
 }
 
 /// What an MSR index is on an AMD PMU of `version` with `n` counters,
-/// restated from the APM: `(kind, counter)`.
+/// restated from the APM.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
     Ctl(u8),
@@ -54,7 +54,7 @@ fn kind(c: &PmuConfig, idx: u32) -> Kind {
         return Kind::None;
     }
     let n = u32::from(c.gp_counters);
-    let k = match idx {
+    match idx {
         0xC001_0000..=0xC001_0003 if idx - 0xC001_0000 < n => Kind::Ctl((idx - 0xC001_0000) as u8),
         0xC001_0004..=0xC001_0007 if idx - 0xC001_0004 < n => Kind::Ctr((idx - 0xC001_0004) as u8),
         0xC001_0200..=0xC001_020B if c.version >= 1 && (idx - 0xC001_0200) / 2 < n => {
@@ -70,8 +70,7 @@ fn kind(c: &PmuConfig, idx: u32) -> Kind {
         0xC000_0302 if c.version >= 2 => Kind::StatusClr,
         0xC000_0303 if c.version >= 2 => Kind::StatusSet,
         _ => Kind::None,
-    };
-    k
+    }
 }
 
 fn should_gp(c: &PmuConfig, write: bool, idx: u32, val: u64) -> bool {
