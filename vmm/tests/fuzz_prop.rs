@@ -2,7 +2,8 @@
 //! nightly toolchain): the API's HTTP request parser and the ELF /
 //! Multiboot loaders get arbitrary and mutated inputs. They must never
 //! panic, and what they accept must be consistent. `PROPTEST_CASES=N`
-//! runs more cases (the README says how to run them for an hour).
+//! sets the cases of every property (the README says how to run them for
+//! an hour).
 
 use std::io::Read;
 use std::time::Duration;
@@ -127,8 +128,16 @@ fn chunk_sizes() -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(prop_oneof![1usize..4, 1usize..64, 1usize..5000], 0..64)
 }
 
+/// Cases per property: `PROPTEST_CASES` if set (long runs), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(4096), ..ProptestConfig::default() })]
 
     /// Arbitrary bytes, in arbitrary pieces.
     #[test]
@@ -235,7 +244,7 @@ fn mutate(mut img: Vec<u8>, muts: &[(usize, u8)], cut: Option<prop::sample::Inde
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(2048), ..ProptestConfig::default() })]
 
     /// Arbitrary bytes, sometimes starting like an ELF or holding a
     /// Multiboot magic.
