@@ -245,8 +245,10 @@ impl RunArgs {
             None => Kernel::Builtin(guests::DEFAULT),
         };
         let config = |e: String| crate::VmError::Config(e);
+        let host_config =
+            |e: crate::pmu::host::HostSideError| crate::VmError::Config(e.to_string());
         let (vendor, pmu) = guest_cpu(self, CpuVendor::host()).map_err(config)?;
-        let host = HostPmuChoice::parse(&self.host_pmu).map_err(config)?;
+        let host = HostPmuChoice::parse(&self.host_pmu).map_err(host_config)?;
         let scaling = self
             .scaling
             .parse::<Scaling>()
@@ -272,13 +274,13 @@ impl RunArgs {
             .as_deref()
             .map(parse_errno)
             .transpose()
-            .map_err(config)?;
+            .map_err(host_config)?;
         let sim_phases = self
             .sim_phases
             .as_deref()
             .map(parse_sim_phases)
             .transpose()
-            .map_err(config)?
+            .map_err(host_config)?
             .unwrap_or_default();
         Ok(VmConfig {
             kernel,

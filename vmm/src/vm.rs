@@ -217,7 +217,7 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
         cfg.host_fault,
         cfg.sim_phases.clone(),
     )
-    .map_err(VmError::Config)?;
+    .map_err(|e| VmError::Config(e.to_string()))?;
 
     let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
     let pio = PioBus::new(

@@ -1,5 +1,5 @@
-//! Cost of scheduling one context: schedule-in, schedule-out and rotation
-//! with 8, 64 and 1024 single-counter flexible groups on 4- and 8-counter
+//! Cost of scheduling one context: rotation, refilling a freed counter and
+//! the idle schedule-in point, with 8, 64 and 1024 single-counter flexible groups on 4- and 8-counter
 //! host PMUs. The no-op backend makes this measure the scheduler alone.
 //!
 //! `cargo bench -p vpmu --bench multiplexer -- --warm-up-time 1 --measurement-time 2`
@@ -7,14 +7,15 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use vpmu::core::{Context, HostPmu};
+use vpmu::core::{Context, EventId, HostPmu};
 use vpmu::host::noop::NoopBackend;
 use vpmu::host::profile::{PmuDesc, Profile};
 use vpmu::host::{EventName, HostEvent, Modifiers};
 
-fn context(counters: u8, groups: usize) -> Context<NoopBackend> {
+fn context(counters: u8, groups: usize) -> (Context<NoopBackend>, Vec<EventId>) {
     let p = Profile::from_pmus("bench", vec![PmuDesc::hardware("cpu", counters, &[], 1.0)]);
     let mut ctx = Context::new(HostPmu::from_profile(&p), NoopBackend::default());
+    let mut events = Vec::with_capacity(groups);
     for i in 0..groups {
         let ev = HostEvent {
             name: EventName::ALL[i % EventName::ALL.len()],
@@ -24,10 +25,11 @@ fn context(counters: u8, groups: usize) -> Context<NoopBackend> {
         };
         if let Ok(e) = ctx.open_event(ev, 0) {
             let _ = ctx.add_group(&[e], false);
+            events.push(e);
         }
     }
     ctx.sched_in_pending(0);
-    ctx
+    (ctx, events)
 }
 
 fn bench(c: &mut Criterion) {
@@ -35,38 +37,29 @@ fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("{counters}-counters"));
         for groups in [8usize, 64, 1024] {
             g.bench_with_input(BenchmarkId::new("rotate", groups), &groups, |b, &n| {
-                let mut ctx = context(counters, n);
+                let (mut ctx, _) = context(counters, n);
                 let mut now = 0u64;
                 b.iter(|| {
                     now += 4_000_000;
                     ctx.rotate(0, now)
                 });
             });
-            g.bench_with_input(BenchmarkId::new("sched_out", groups), &groups, |b, &n| {
-                let mut ctx = context(counters, n);
+            g.bench_with_input(BenchmarkId::new("refill", groups), &groups, |b, &n| {
+                // A guest reprograms a counter: its group leaves and comes
+                // back, and the next schedule-in point places it again.
+                let (mut ctx, events) = context(counters, n);
                 let mut now = 0u64;
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
-                    for _ in 0..iters {
+                    for i in 0..iters {
                         now += 1000;
+                        let e = events[i as usize % events.len()];
+                        if let Some(g) = ctx.group_of(e) {
+                            let _ = ctx.remove_group(g, now);
+                        }
+                        let _ = ctx.add_group(&[e], false);
                         let t = Instant::now();
-                        ctx.sched_out(now);
-                        total += t.elapsed();
-                        ctx.sched_in(now);
-                    }
-                    total
-                });
-            });
-            g.bench_with_input(BenchmarkId::new("sched_in", groups), &groups, |b, &n| {
-                let mut ctx = context(counters, n);
-                let mut now = 0u64;
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        now += 1000;
-                        ctx.sched_out(now);
-                        let t = Instant::now();
-                        ctx.sched_in(now);
+                        ctx.sched_in_pending(now);
                         total += t.elapsed();
                     }
                     total
@@ -76,7 +69,7 @@ fn bench(c: &mut Criterion) {
                 BenchmarkId::new("sched_in_pending_idle", groups),
                 &groups,
                 |b, &n| {
-                    let mut ctx = context(counters, n);
+                    let (mut ctx, _) = context(counters, n);
                     b.iter(|| ctx.sched_in_pending(1));
                 },
             );

@@ -6,11 +6,10 @@ use mux_common::*;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use vpmu::core::{
-    Context, EventId, GroupId, GroupState, HostPmu, MuxPolicy, Scaling, VcpuCounters,
-};
+use vpmu::core::{Context, EventId, GroupId, GroupState, HostPmu, MuxPolicy, Scaling};
+use vpmu::host::assembly::HostAssembly;
 use vpmu::host::profile::{PmuDesc, Profile};
-use vpmu::host::sim::{SimBackend, Workload};
+use vpmu::host::sim::SimBackend;
 use vpmu::host::{EventName, HostEvent, Modifiers};
 use vpmu::source::{CountSource, CounterIndex};
 
@@ -224,9 +223,12 @@ proptest! {
     ) {
         let policy = MuxPolicy { scaling: if raw { Scaling::Raw } else { Scaling::Scaled }, ..MuxPolicy::default() };
         let p = Profile::builtin("intel-4gp-3fixed").unwrap();
-        let pmus: Vec<Arc<HostPmu>> = HostPmu::from_profile(&p);
-        let mut v = VcpuCounters::simulated(0, &p, pmus, policy);
-        v.context_mut().backend_mut().set_workload(Workload::phases(&[(MS, 1.0), (3 * MS, 3.0)]));
+        let mut v = HostAssembly::sim(Arc::new(p))
+            .with_policy(policy)
+            .with_sim_phases(vec![(MS, 1.0), (3 * MS, 3.0)])
+            .unwrap()
+            .sim_vcpu_counters(0)
+            .unwrap();
         let events = [CYCLES, INSTRUCTIONS, LLC_REFS, LLC_MISSES, BRANCHES, BRANCH_MISSES];
         let mut totals = [0u64; 8];
         let mut started = [false; 8];

@@ -3,7 +3,6 @@
 mod mux_common;
 use mux_common::*;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use vpmu::core::{Context, GroupState, HostPmu, MuxPolicy};
@@ -231,52 +230,38 @@ fn freed_counter_refilled_at_next_entry() {
 }
 
 #[test]
-fn event_loop_requests_rotation_and_timers_stop() {
+fn rotation_deadlines_follow_the_need_and_the_live_interval() {
     let (mut v, pmus) = vcpu("intel-4gp-3fixed", MuxPolicy::default());
-    let wakes = Arc::new(AtomicUsize::new(0));
-    let w = wakes.clone();
-    pmus[0].set_waker(move |_| {
-        w.fetch_add(1, Ordering::SeqCst);
-    });
-    let flags = v.rotation_flags();
     for i in 0..4u8 {
         v.start(CounterIndex::Gp(i), &cfg(BRANCHES.0, BRANCHES.1));
     }
     v.sched_in_pending(0);
-    // Everything fits: the timer has nothing to do.
+    // Everything fits: no deadline, the vCPU timer stays disarmed.
     assert!(!pmus[0].needs_rotation());
-    assert!(!flags.request_rotation(0));
-    assert_eq!(wakes.load(Ordering::SeqCst), 0);
+    assert_eq!(v.next_rotation_deadline(), None);
     v.start(CounterIndex::Gp(4), &cfg(BRANCHES.0, BRANCHES.1));
     v.sched_in_pending(MS);
     assert!(pmus[0].needs_rotation());
-    assert_eq!(wakes.load(Ordering::SeqCst), 1);
-    // Timer fires on the event-loop thread.
-    let f = flags.clone();
-    let kick = std::thread::spawn(move || f.request_rotation(0))
-        .join()
-        .unwrap();
-    assert!(kick);
-    assert!(
-        !flags.request_rotation(0),
-        "already requested: no second kick"
-    );
-    assert_eq!(v.sched_in_pending(2 * MS), 1);
+    assert!(v.context().needs_rotation(0));
+    // The timer fires at the deadline: the vCPU rotates on its own thread.
+    let deadline = v.next_rotation_deadline().unwrap();
+    assert_eq!(v.tick(deadline - 1), 0, "not yet due");
+    assert_eq!(v.tick(deadline), 1);
     assert_eq!(pmus[0].rotations(), 1);
     // Interval changed live from another thread.
     let p = pmus[0].clone();
     std::thread::spawn(move || p.set_interval_ms(10).unwrap())
         .join()
         .unwrap();
-    assert_eq!(v.next_rotation_deadline(), Some(12 * MS));
+    assert_eq!(v.next_rotation_deadline(), Some(deadline + 10 * MS));
     // Back to fitting: no more rotation needed.
     v.stop(CounterIndex::Gp(4));
-    v.sched_in_pending(3 * MS);
+    v.sched_in_pending(deadline + MS);
     assert!(!pmus[0].needs_rotation());
-    assert!(!flags.needs_rotation(0));
+    assert!(!v.context().needs_rotation(0));
     assert_eq!(v.next_rotation_deadline(), None);
     v.start(CounterIndex::Gp(5), &cfg(BRANCHES.0, BRANCHES.1));
-    v.sched_in_pending(4 * MS);
+    v.sched_in_pending(deadline + 2 * MS);
     assert_eq!(pmus[0].rotating_contexts(), 1);
     drop(v);
     assert_eq!(pmus[0].rotating_contexts(), 0);
@@ -332,8 +317,7 @@ fn stats_roundtrip_serde() {
     v.start(CounterIndex::Gp(1), &cfg(0x12, 0x34));
     v.sched_in_pending(0);
     v.advance(MS);
-    v.publish();
-    let s = v.snapshot_slot().latest().unwrap();
+    let s = v.snapshot();
     // Sorted by counter: Gp(0), Gp(1), Fixed(1).
     assert_eq!(s.counters[0].host_pmu.as_deref(), Some("cpu_atom"));
     assert_eq!(s.counters[2].host_pmu.as_deref(), Some("cpu_core"));

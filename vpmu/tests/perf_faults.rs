@@ -6,6 +6,7 @@ mod perf_common;
 
 use perf_common::*;
 use vpmu::core::{MuxPolicy, VcpuCounters};
+use vpmu::host::assembly::HostAssembly;
 use vpmu::host::perf::{open_error, PerfBackend, PerfHost};
 use vpmu::host::{HostBackend, HostError, HostEvent, HostHandle, HostReading};
 use vpmu::source::{CountSource, CounterIndex};
@@ -146,7 +147,9 @@ fn real_hardware_open_fails_cleanly() {
     }
     let _ = Unit::Events;
     // Through the multiplexer: the counter is degraded, nothing panics.
-    let mut vc = h.vcpu_counters(0, h.host_pmus(), MuxPolicy::default(), None);
+    let mut vc = HostAssembly::perf(h.clone())
+        .perf_vcpu_counters(0, None)
+        .unwrap();
     vc.start(CounterIndex::Fixed(1), &config(0x3C, 0));
     vc.sched_in_pending(0);
     let _ = vc.drain(CounterIndex::Fixed(1));

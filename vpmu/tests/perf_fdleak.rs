@@ -5,7 +5,7 @@
 mod perf_common;
 
 use perf_common::*;
-use vpmu::core::MuxPolicy;
+use vpmu::host::assembly::HostAssembly;
 use vpmu::host::perf::{PerfHost, IDLE_FDS};
 use vpmu::source::{CountSource, CounterIndex};
 
@@ -14,8 +14,9 @@ fn reprogramming_does_not_leak_fds() {
     let fs = FakeSysfs::new("fdleak");
     fs.software_pmus();
     let h = PerfHost::discover_in(fs.path(), &intel(4, 3), false, 2_000_000).unwrap();
-    let pmus = h.host_pmus();
-    let mut vc = h.vcpu_counters(0, pmus, MuxPolicy::default(), Some(libc::SIGRTMIN()));
+    let mut vc = HostAssembly::perf(h.clone())
+        .perf_vcpu_counters(0, Some(libc::SIGRTMIN()))
+        .unwrap();
     // Block the kick signal: a stray overflow must not kill the test.
     // SAFETY: a valid, initialised signal set for this thread's mask.
     unsafe {

@@ -4,7 +4,7 @@
 mod perf_common;
 
 use perf_common::*;
-use vpmu::core::MuxPolicy;
+use vpmu::host::assembly::HostAssembly;
 use vpmu::host::perf::{PerfHost, PmuPlan};
 use vpmu::host::{EventName, HostBackend, HostEvent, Modifiers};
 use vpmu::source::{CountSource, CounterIndex};
@@ -24,8 +24,9 @@ fn host() -> PerfHost {
 fn task_clock_cycles_track_thread_cpu_time() {
     let h = host();
     assert_eq!(h.plans, vec![PmuPlan::TaskClock]);
-    let pmus = h.host_pmus();
-    let mut vc = h.vcpu_counters(0, pmus, MuxPolicy::default(), None);
+    let mut vc = HostAssembly::perf(h.clone())
+        .perf_vcpu_counters(0, None)
+        .unwrap();
     let cyc = config(0x3C, 0x00);
     let t0 = thread_cpu_ns();
     vc.start(CounterIndex::Fixed(1), &cyc);

@@ -99,8 +99,6 @@ pub struct HostPmuInfo {
     pub mux_interval_ms: u64,
     /// Rotations by all vCPU contexts.
     pub rotations: u64,
-    /// Rotation-timer expiries.
-    pub timer_fires: u64,
     /// vCPU contexts that currently need rotation on this PMU.
     pub rotating_contexts: u64,
     /// Groups holding counters, summed over vCPUs (as last published).
@@ -133,7 +131,6 @@ impl HostPmuInfo {
             },
             mux_interval_ms: pmu.interval_ms(),
             rotations: pmu.rotations(),
-            timer_fires: pmu.timer_fires(),
             rotating_contexts: pmu.rotating_contexts() as u64,
             groups_active: 0,
             groups_waiting: 0,

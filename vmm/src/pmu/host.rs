@@ -1,18 +1,40 @@
 //! Which host side backs the guest counters (`--host-pmu`), and the state
-//! shared by every vCPU for it.
+//! shared by every vCPU for it. The host side itself (perf or simulated
+//! backend, shared host PMUs, building a vCPU's counters) is
+//! [`vpmu::host::assembly`]; this module parses the command line into it
+//! and adds the thread clock, which needs no multiplexer.
 
 use std::sync::Arc;
 
 use vpmu::arch::events::{ArchEvents, ARCH_EVENTS};
 use vpmu::core::host_pmu::HostPmu;
 use vpmu::core::policy::MuxPolicy;
-use vpmu::core::vcpu::{EventTable, VcpuCounters};
-use vpmu::host::perf::{PerfBackend, PerfHost};
-use vpmu::host::profile::Profile;
-use vpmu::host::sim::{SimBackend, Workload};
-use vpmu::host::{EventName, HostBackend, HostError, HostEvent, HostHandle, HostReading};
+use vpmu::core::vcpu::VcpuCounters;
+pub use vpmu::host::assembly::AnyBackend;
+use vpmu::host::assembly::{AssemblyError, HostAssembly};
+use vpmu::host::profile::{Profile, ProfileError};
+use vpmu::host::EventName;
 
 use super::thread_clock;
+
+/// Errors of the host-side options and set-up.
+#[derive(Debug, thiserror::Error)]
+pub enum HostSideError {
+    #[error("--host-pmu {0}: expected auto, perf, sim:PROFILE or thread-clock")]
+    HostPmuSyntax(String),
+    #[error("--host-pmu {arg}: {source}")]
+    Profile {
+        arg: String,
+        #[source]
+        source: Box<ProfileError>,
+    },
+    #[error("--sim-phases {arg}: {why} (expected MS:MULT[,MS:MULT...])")]
+    SimPhases { arg: String, why: &'static str },
+    #[error("--inject-host-fault {name}: expected one of {expected}")]
+    Errno { name: String, expected: String },
+    #[error(transparent)]
+    Assembly(#[from] AssemblyError),
+}
 
 /// `--host-pmu`, as the user gave it.
 #[derive(Clone, Debug)]
@@ -30,43 +52,32 @@ pub enum HostPmuChoice {
 impl HostPmuChoice {
     /// Parses `auto` / `perf`, `sim:PROFILE` (a built-in profile name, or a
     /// path to a profile file) or `thread-clock`.
-    pub fn parse(arg: &str) -> Result<Self, String> {
+    pub fn parse(arg: &str) -> Result<Self, HostSideError> {
         match arg {
             "auto" | "perf" => return Ok(HostPmuChoice::Perf),
             "thread-clock" => return Ok(HostPmuChoice::ThreadClock),
             _ => {}
         }
         let Some(spec) = arg.strip_prefix("sim:") else {
-            return Err(format!(
-                "--host-pmu {arg}: expected auto, perf, sim:PROFILE or thread-clock"
-            ));
+            return Err(HostSideError::HostPmuSyntax(arg.to_string()));
         };
         Profile::load(spec, None)
             .map(|p| HostPmuChoice::Sim(Arc::new(p)))
-            .map_err(|e| format!("--host-pmu {arg}: {e}"))
+            .map_err(|source| HostSideError::Profile {
+                arg: arg.to_string(),
+                source: Box::new(source),
+            })
     }
-}
-
-/// How the host side was set up for this VM.
-#[derive(Debug)]
-pub enum Backing {
-    Perf(PerfHost),
-    Sim(Arc<Profile>),
-    ThreadClock,
 }
 
 /// The host PMUs of a VM, shared by its vCPUs (the perf core's per-PMU
 /// `perf_cpu_pmu_context`: capacity, interval, rotation count).
 #[derive(Debug)]
 pub struct HostSide {
-    pub backing: Backing,
+    /// The multiplexer's host side; `None` for the thread clock.
+    pub assembly: Option<HostAssembly>,
+    /// The shared host PMUs (those of `assembly`; none for the thread clock).
     pub pmus: Vec<Arc<HostPmu>>,
-    pub policy: MuxPolicy,
-    /// `--inject-host-fault`: every host counter open fails with this errno.
-    pub open_fault: Option<i32>,
-    /// `--sim-phases`: (ns of run time, rate multiplier) of the simulated
-    /// workload; empty = steady.
-    pub sim_phases: Vec<(u64, f64)>,
 }
 
 /// The errnos `--inject-host-fault` accepts: the host failures a VM must
@@ -82,8 +93,11 @@ pub const INJECTABLE_ERRNOS: [(&str, i32); 5] = [
 /// Parses `--sim-phases MS:MULT[,MS:MULT...]`: phases of the simulated
 /// workload, each `MS` milliseconds of vCPU run time at `MULT` times the
 /// profile's rates, repeated.
-pub fn parse_sim_phases(arg: &str) -> Result<Vec<(u64, f64)>, String> {
-    let bad = |why: &str| format!("--sim-phases {arg}: {why} (expected MS:MULT[,MS:MULT...])");
+pub fn parse_sim_phases(arg: &str) -> Result<Vec<(u64, f64)>, HostSideError> {
+    let bad = |why: &'static str| HostSideError::SimPhases {
+        arg: arg.to_string(),
+        why,
+    };
     let phases = arg
         .split(',')
         .map(|p| {
@@ -104,17 +118,17 @@ pub fn parse_sim_phases(arg: &str) -> Result<Vec<(u64, f64)>, String> {
 }
 
 /// Parses an `--inject-host-fault` errno name.
-pub fn parse_errno(name: &str) -> Result<i32, String> {
+pub fn parse_errno(name: &str) -> Result<i32, HostSideError> {
     INJECTABLE_ERRNOS
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|&(_, e)| e)
         .ok_or_else(|| {
             let names: Vec<&str> = INJECTABLE_ERRNOS.iter().map(|(n, _)| *n).collect();
-            format!(
-                "--inject-host-fault {name}: expected one of {}",
-                names.join(", ")
-            )
+            HostSideError::Errno {
+                name: name.to_string(),
+                expected: names.join(", "),
+            }
         })
 }
 
@@ -129,46 +143,46 @@ impl HostSide {
         overrides: &[(String, u64)],
         open_fault: Option<i32>,
         sim_phases: Vec<(u64, f64)>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, HostSideError> {
         if !sim_phases.is_empty() && !matches!(choice, HostPmuChoice::Sim(_)) {
-            return Err("--sim-phases needs --host-pmu sim:PROFILE".into());
+            return Err(AssemblyError::PhasesNeedSimulation.into());
         }
-        let (backing, pmus) = match choice {
-            HostPmuChoice::Perf => {
-                let host = PerfHost::discover(tsc_khz)
-                    .map_err(|e| format!("discovering host PMUs: {e}"))?;
-                let pmus = host.host_pmus();
-                (Backing::Perf(host), pmus)
+        let assembly = match choice {
+            HostPmuChoice::Perf => HostAssembly::discover(tsc_khz)?,
+            HostPmuChoice::Sim(p) => HostAssembly::sim(Arc::clone(p)),
+            HostPmuChoice::ThreadClock => {
+                if let Some((pmu, _)) = overrides.first() {
+                    return Err(AssemblyError::MuxInterval(
+                        vpmu::core::MuxIntervalError::UnknownPmu(pmu.clone()),
+                    )
+                    .into());
+                }
+                return Ok(HostSide {
+                    assembly: None,
+                    pmus: Vec::new(),
+                });
             }
-            HostPmuChoice::Sim(p) => (Backing::Sim(Arc::clone(p)), HostPmu::from_profile(p)),
-            HostPmuChoice::ThreadClock => (Backing::ThreadClock, Vec::new()),
         };
-        HostPmu::apply_overrides(&pmus, overrides)
-            .map_err(|e| format!("--mux-interval-ms: {e}"))?;
+        let assembly = assembly
+            .with_policy(policy)
+            .with_open_fault(open_fault)
+            .with_sim_phases(sim_phases)?
+            .with_overrides(overrides)?;
         Ok(HostSide {
-            backing,
-            pmus,
-            policy,
-            open_fault,
-            sim_phases,
+            pmus: assembly.pmus().to_vec(),
+            assembly: Some(assembly),
         })
     }
 
     /// `perf`, `sim:NAME` or `thread-clock`, for statistics.
     pub fn name(&self) -> String {
-        match &self.backing {
-            Backing::Perf(_) => "perf".into(),
-            Backing::Sim(p) => format!("sim:{}", p.name),
-            Backing::ThreadClock => "thread-clock".into(),
-        }
+        self.assembly
+            .as_ref()
+            .map_or_else(|| "thread-clock".into(), HostAssembly::name)
     }
 
     fn profile(&self) -> Option<&Profile> {
-        match &self.backing {
-            Backing::Perf(h) => Some(&h.profile),
-            Backing::Sim(p) => Some(p),
-            Backing::ThreadClock => None,
-        }
+        self.assembly.as_ref().map(HostAssembly::profile)
     }
 
     /// Architectural events no host PMU can count: CPUID.0AH:EBX marks them
@@ -194,94 +208,8 @@ impl HostSide {
     /// the thread clock. **Call on the vCPU thread**: perf events attach to
     /// the calling thread and send their overflow signal (`kick_signal`) to it.
     pub fn vcpu_counters(&self, vcpu: u32, kick_signal: i32) -> Option<VcpuCounters<AnyBackend>> {
-        let (table, backend) = match &self.backing {
-            Backing::Perf(h) => match self.open_fault {
-                Some(errno) => (h.event_table(), AnyBackend::FailingOpen(errno)),
-                None => (
-                    h.event_table(),
-                    AnyBackend::Perf(h.backend(Some(kick_signal))),
-                ),
-            },
-            Backing::Sim(p) => {
-                let mut sim = SimBackend::new(Profile::clone(p));
-                if !self.sim_phases.is_empty() {
-                    sim.set_workload(Workload::phases(&self.sim_phases));
-                }
-                (EventTable::from_profile(p), AnyBackend::Sim(sim))
-            }
-            Backing::ThreadClock => return None,
-        };
-        Some(VcpuCounters::new(
-            vcpu,
-            self.pmus.clone(),
-            table,
-            backend,
-            self.policy,
-        ))
-    }
-}
-
-/// The host backends a vCPU's multiplexer can drive.
-#[derive(Debug)]
-pub enum AnyBackend {
-    Perf(PerfBackend),
-    Sim(SimBackend),
-    /// `--inject-host-fault`: a perf host whose every open fails.
-    FailingOpen(i32),
-}
-
-impl AnyBackend {
-    fn inner(&mut self) -> Result<&mut dyn HostBackend, HostError> {
-        match self {
-            AnyBackend::Perf(b) => Ok(b),
-            AnyBackend::Sim(b) => Ok(b),
-            // No open succeeds, so no handle reaches the other operations.
-            AnyBackend::FailingOpen(errno) => {
-                Err(HostError::Io(std::io::Error::from_raw_os_error(*errno)))
-            }
-        }
-    }
-}
-
-impl HostBackend for AnyBackend {
-    fn open(&mut self, event: &HostEvent) -> Result<HostHandle, HostError> {
-        if let AnyBackend::FailingOpen(errno) = self {
-            let err = std::io::Error::from_raw_os_error(*errno);
-            return Err(vpmu::host::perf::open_error(err, "injected", event.name));
-        }
-        self.inner()?.open(event)
-    }
-    fn enable(&mut self, h: HostHandle, slot: Option<u8>, now: u64) -> Result<(), HostError> {
-        self.inner()?.enable(h, slot, now)
-    }
-    fn disable(&mut self, h: HostHandle, now: u64) -> Result<(), HostError> {
-        self.inner()?.disable(h, now)
-    }
-    fn reassign(&mut self, h: HostHandle, slot: u8) {
-        if let Ok(b) = self.inner() {
-            b.reassign(h, slot)
-        }
-    }
-    fn read(&mut self, h: HostHandle, now: u64) -> Result<HostReading, HostError> {
-        self.inner()?.read(h, now)
-    }
-    fn set_overflow(&mut self, h: HostHandle, after: Option<u64>) -> Result<(), HostError> {
-        self.inner()?.set_overflow(h, after)
-    }
-    fn close(&mut self, h: HostHandle) -> Result<(), HostError> {
-        self.inner()?.close(h)
-    }
-    fn truth(&self, pmu: usize, event: EventName, from: u64, to: u64) -> Option<u64> {
-        match self {
-            AnyBackend::Sim(b) => HostBackend::truth(b, pmu, event, from, to),
-            AnyBackend::Perf(_) | AnyBackend::FailingOpen(_) => None,
-        }
-    }
-    fn kind(&self) -> &'static str {
-        match self {
-            AnyBackend::Perf(b) => b.kind(),
-            AnyBackend::Sim(b) => b.kind(),
-            AnyBackend::FailingOpen(_) => "perf",
-        }
+        self.assembly
+            .as_ref()
+            .map(|a| a.vcpu_counters(vcpu, Some(kick_signal)))
     }
 }

@@ -1,7 +1,14 @@
 //! The vCPU side of the virtual PMU: trapped PMU MSR accesses go to the
 //! guest PMU model (`vpmu::guest`), counts come from a count source (the
-//! thread clock, or the multiplexer over a simulated host PMU), and
-//! overflows become PMIs through the guest's LVTPC.
+//! thread clock, or the multiplexer over perf or a simulated host PMU,
+//! built by `vpmu::host::assembly`), and overflows become PMIs through the
+//! guest's LVTPC.
+//!
+//! - [`filter`]: the KVM MSR filter that traps the PMU MSRs;
+//! - [`host`]: `--host-pmu` and its options, into the host assembly;
+//! - [`pmi`]: PMI delivery through the LVTPC;
+//! - [`thread_clock`]: the count source without a multiplexer;
+//! - [`timer`]: the vCPU's CPU-time clock and its rotation/overflow timer.
 
 pub mod filter;
 pub mod host;
@@ -30,9 +37,11 @@ enum Source {
         timer: Option<VcpuTimer>,
         /// The run-time deadline the timer is armed for.
         armed_for: Option<u64>,
-        /// A PMU MSR was accessed since the last entry: schedule-in and
-        /// deadlines may have changed.
+        /// The guest model called the multiplexer since the last entry:
+        /// schedule-in and deadlines may have changed.
         dirty: bool,
+        /// Calls of the guest model into the multiplexer, ever.
+        source_calls: u64,
     },
 }
 
@@ -63,20 +72,30 @@ fn rearm_mux(
 /// The multiplexer as the guest model's count source, its clock brought to
 /// the vCPU's run time only when the model calls it: an access that needs
 /// no host change reaches no source, and so reads no clock (a syscall).
-struct Clocked<'a>(&'a mut VcpuCounters<AnyBackend>);
+/// Counts the calls, so that only an access that reached the multiplexer
+/// makes the vCPU look at schedule-in and deadlines before the next entry.
+struct Clocked<'a> {
+    counters: &'a mut VcpuCounters<AnyBackend>,
+    calls: u64,
+}
+
+impl Clocked<'_> {
+    fn clock(&mut self) -> &mut VcpuCounters<AnyBackend> {
+        self.calls += 1;
+        self.counters.advance(thread_cpu_ns());
+        self.counters
+    }
+}
 
 impl CountSource for Clocked<'_> {
     fn start(&mut self, counter: CounterIndex, config: &CounterConfig) {
-        self.0.advance(thread_cpu_ns());
-        self.0.start(counter, config);
+        self.clock().start(counter, config);
     }
     fn stop(&mut self, counter: CounterIndex) {
-        self.0.advance(thread_cpu_ns());
-        self.0.stop(counter);
+        self.clock().stop(counter);
     }
     fn drain(&mut self, counter: CounterIndex) -> u64 {
-        self.0.advance(thread_cpu_ns());
-        self.0.drain(counter)
+        self.clock().drain(counter)
     }
 }
 
@@ -107,6 +126,7 @@ impl VcpuPmu {
                     timer,
                     armed_for: None,
                     dirty: false,
+                    source_calls: 0,
                 }
             }
         };
@@ -123,12 +143,18 @@ impl VcpuPmu {
         match &mut self.source {
             Source::ThreadClock(s) => f(&mut self.guest, s.as_mut()),
             Source::Mux {
-                counters, dirty, ..
+                counters,
+                dirty,
+                source_calls,
+                ..
             } => {
-                // Schedule-in and deadlines may change: look at them before
-                // the next entry.
-                *dirty = true;
-                f(&mut self.guest, &mut Clocked(counters))
+                let mut clocked = Clocked { counters, calls: 0 };
+                let r = f(&mut self.guest, &mut clocked);
+                // Only a call into the multiplexer can change schedule-in
+                // and deadlines: look at them before the next entry then.
+                *dirty |= clocked.calls != 0;
+                *source_calls += clocked.calls;
+                r
             }
         }
     }
@@ -182,7 +208,6 @@ impl VcpuPmu {
                 let now = thread_cpu_ns();
                 counters.tick(now);
                 self.guest.sync(counters.as_mut());
-                counters.publish();
                 // The timer fired (or the kick was for something else):
                 // re-arm whatever is due next.
                 *armed_for = None;
@@ -194,13 +219,16 @@ impl VcpuPmu {
     /// Before VM entry, after a PMU MSR access: the multiplexer schedules in
     /// what is pending (counters started since, freed counters refilled)
     /// and the timer follows the new deadlines. Nothing happens, and no
-    /// syscall is made, when no PMU MSR was accessed.
+    /// syscall is made, when no access since the last entry reached the
+    /// multiplexer (a model-only access: an event select read, a write to
+    /// a disabled counter's event select, a GLOBAL_STATUS read).
     pub fn before_entry(&mut self) {
         if let Source::Mux {
             counters,
             timer,
             armed_for,
             dirty,
+            ..
         } = &mut self.source
         {
             if *dirty {
@@ -248,5 +276,79 @@ impl VcpuPmu {
             );
         }
         Ok(Some(outcome))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use vpmu::core::policy::MuxPolicy;
+    use vpmu::host::profile::Profile;
+
+    use super::*;
+    use host::HostPmuChoice;
+
+    const EVTSEL0: u32 = 0x186;
+    const EVTSEL1: u32 = 0x187;
+    const PMC0: u32 = 0xC1;
+    const GLOBAL_STATUS: u32 = 0x38E;
+    const GLOBAL_CTRL: u32 = 0x38F;
+    /// USR | OS | INT | EN, branch instructions retired.
+    const BRANCHES_INT: u64 = 0xC4 | (0b1011 << 16) | (1 << 22);
+
+    fn source_calls(pmu: &VcpuPmu) -> (u64, bool) {
+        match &pmu.source {
+            Source::Mux {
+                source_calls,
+                dirty,
+                ..
+            } => (*source_calls, *dirty),
+            Source::ThreadClock(_) => (0, false),
+        }
+    }
+
+    /// A model-only access (event select read, write of a disabled
+    /// counter's event select, GLOBAL_STATUS read with a sampling counter
+    /// running) calls the multiplexer zero times, so the next entry
+    /// performs no schedule-in and reads no host counter.
+    #[test]
+    fn model_only_accesses_reach_no_count_source() {
+        // A timer armed by `before_entry` signals this thread.
+        crate::kick::install_handler().unwrap();
+        let profile = Arc::new(Profile::builtin("intel-4gp-3fixed").unwrap());
+        let host = HostSide::new(
+            &HostPmuChoice::Sim(profile),
+            MuxPolicy::default(),
+            1_000_000,
+            &[],
+            None,
+            Vec::new(),
+        )
+        .unwrap();
+        let mut pmu = VcpuPmu::new(PmuConfig::default(), &host, 1_000_000, 0);
+        // A sampling counter: overflows after 2^40 events (far away).
+        pmu.wrmsr(PMC0, (1u64 << 48) - (1 << 40)).unwrap();
+        pmu.wrmsr(EVTSEL0, BRANCHES_INT).unwrap();
+        pmu.wrmsr(GLOBAL_CTRL, 1).unwrap();
+        let (calls, dirty) = source_calls(&pmu);
+        assert!(calls > 0 && dirty, "starting a counter reaches the source");
+        pmu.before_entry();
+        assert!(!source_calls(&pmu).1);
+
+        assert_eq!(pmu.rdmsr(EVTSEL0), Ok(BRANCHES_INT));
+        pmu.wrmsr(EVTSEL1, BRANCHES_INT).unwrap();
+        assert_eq!(pmu.rdmsr(EVTSEL1), Ok(BRANCHES_INT));
+        assert_eq!(pmu.rdmsr(GLOBAL_STATUS), Ok(0));
+        assert_eq!(
+            source_calls(&pmu),
+            (calls, false),
+            "model-only accesses called the count source"
+        );
+
+        // Enabling the second counter does reach it.
+        pmu.wrmsr(GLOBAL_CTRL, 0b11).unwrap();
+        let (after, dirty) = source_calls(&pmu);
+        assert!(after > calls && dirty);
     }
 }

@@ -11,8 +11,9 @@ use vmm::api::model::{
 use vmm::api::{ApiError, StatsSource};
 use vmm::exits::{exits_of, ExitRecorder};
 use vpmu::config::PmuConfig;
-use vpmu::core::{HostPmu, MuxPolicy, VcpuCounters};
+use vpmu::core::HostPmu;
 use vpmu::guest::GuestPmu;
+use vpmu::host::assembly::HostAssembly;
 use vpmu::host::profile::Profile;
 use vpmu::stats::VcpuStats;
 
@@ -38,7 +39,8 @@ impl FakeSource {
     /// through `slices` rotation intervals.
     pub fn new(profile: &str, vcpus: u32, slices: u32) -> Arc<FakeSource> {
         let p = Profile::builtin(profile).expect("profile");
-        let pmus = HostPmu::from_profile(&p);
+        let host = HostAssembly::sim(Arc::new(p));
+        let pmus = host.pmus().to_vec();
         let cfg = PmuConfig::default();
         let events = [
             (0x3C, 0x00),
@@ -53,7 +55,7 @@ impl FakeSource {
         let mut exits = Vec::new();
         for v in 0..vcpus {
             let mut guest = GuestPmu::new(cfg);
-            let mut c = VcpuCounters::simulated(v, &p, pmus.clone(), MuxPolicy::default());
+            let mut c = host.vcpu_counters(v, None);
             let rec = ExitRecorder::new(v);
             for (i, (e, u)) in events.iter().enumerate() {
                 let msr = 0x186 + i as u32;

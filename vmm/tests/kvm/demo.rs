@@ -22,6 +22,10 @@ pub const TESTS: &[(&str, KvmTest)] = &[
         "demo::multiplexed_stat_agrees_with_unmultiplexed",
         multiplexed_vs_unmultiplexed,
     ),
+    ("demo::default_guest_on_an_amd_cpu", default_guest_amd),
+    ("demo::record_on_the_amd_pmu_sim_zen4", || {
+        record_amd("sim:amd-zen4")
+    }),
     ("demo::sampling_rate_1_vcpu_nmi", || sampling_rate(1, "nmi")),
     ("demo::sampling_rate_1_vcpu_vector", || {
         sampling_rate(1, "vector")
@@ -243,4 +247,56 @@ fn multiplexed_vs_unmultiplexed() -> Result<(), String> {
     } else {
         Err(problems.join("\n"))
     }
+}
+
+/// Plain `vmm run` as an AMD host runs it (`--cpu-vendor amd` stands for
+/// the host's vendor here): the guest perf tool picks its AMD driver by
+/// vendor, counts and samples with PERF_CTRs, and the host-side summary
+/// names them `perf_ctrN`.
+fn default_guest_amd() -> Result<(), String> {
+    let run = crate::harness::vmm(&["run", "--cpu-vendor", "amd"])?;
+    run.expect_status(0)?;
+    for want in [
+        "perf-demo: AMD PMU driver: version 2 (PerfMonV2), 6 counters",
+        "Performance counter stats for 'branchy' on cpu 1:",
+        "# Overhead  Samples  Symbol",
+        "perf-demo: PASS",
+        "perf_ctr0",
+    ] {
+        if !run.stdout.contains(want) {
+            return Err(format!("AMD run lacks `{want}`:\n{}", run.stdout));
+        }
+    }
+    Ok(())
+}
+
+/// `mode=record` with the AMD driver on a simulated AMD host: the hot
+/// function tops the profile.
+fn record_amd(host: &str) -> Result<(), String> {
+    let run = run_guest(
+        "perf-demo.elf",
+        &[
+            "--cpu-vendor",
+            "amd",
+            "--vcpus",
+            "2",
+            "--host-pmu",
+            host,
+            "--cmdline",
+            "mode=record pmi=nmi",
+            "--timeout",
+            "60",
+        ],
+    )?;
+    run.expect_status(0)?;
+    let top = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("# ........"))
+        .nth(1)
+        .unwrap_or("");
+    if !run.stdout.contains("AMD PMU driver") || !top.contains("hot_loop") {
+        return Err(format!("top row `{top}`:\n{}", run.stdout));
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! elsewhere they are reported as ignored, with a banner saying why.
 
 mod api;
+mod bench;
 mod boot;
 mod demo;
 mod faults;
@@ -37,6 +38,7 @@ fn main() {
         .chain(api::TESTS)
         .chain(demo::TESTS)
         .chain(faults::TESTS)
+        .chain(bench::TESTS)
         .chain(sandbox::TESTS)
         .map(|&(name, f)| {
             Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(!kvm)

@@ -20,6 +20,10 @@ pub const TESTS: &[(&str, KvmTest)] = &[
         phase_change,
     ),
     ("mux::counters_that_fit_never_rotate", all_fit),
+    (
+        "mux::amd_six_counters_on_four_share_fairly_and_scale_to_truth",
+        amd_six_on_four,
+    ),
 ];
 
 const PROFILE: &str = "intel-4gp-3fixed";
@@ -31,11 +35,42 @@ const TICKS: u64 = 4_000_000_000;
 /// `mux-steady` with `gp` GP-only counters on the simulated 4-GP host,
 /// spinning `ticks` TSC ticks: the run and vCPU 0's final statistics.
 fn run_mux(gp: u8, ticks: u64, extra: &[&str]) -> Result<(Run, VcpuStats), String> {
-    let host = format!("sim:{PROFILE}");
-    let cmdline = format!("gp={gp} ticks={ticks}");
+    run_mux_on(Guest::INTEL, PROFILE, gp, ticks, extra)
+}
+
+/// The guest's vendor, PMU and how it prints counter `i`.
+struct Guest {
+    vendor: &'static str,
+    cmdline: &'static str,
+    label: &'static str,
+}
+
+impl Guest {
+    const INTEL: Guest = Guest {
+        vendor: "intel",
+        cmdline: "",
+        label: "pmc",
+    };
+    const AMD: Guest = Guest {
+        vendor: "amd",
+        cmdline: "arch=amd ",
+        label: "PERF_CTR",
+    };
+}
+
+/// `mux-steady` as `guest` with `gp` counters on simulated host `profile`.
+fn run_mux_on(
+    guest: Guest,
+    profile: &str,
+    gp: u8,
+    ticks: u64,
+    extra: &[&str],
+) -> Result<(Run, VcpuStats), String> {
+    let host = format!("sim:{profile}");
+    let cmdline = format!("{}gp={gp} ticks={ticks}", guest.cmdline);
     let mut args = vec![
         "--cpu-vendor",
-        "intel",
+        guest.vendor,
         "--host-pmu",
         host.as_str(),
         "--cmdline",
@@ -57,36 +92,41 @@ fn gp(vcpu: &VcpuStats, i: u8) -> Result<&CounterStats, String> {
         .ok_or_else(|| format!("no statistics for GP{i}"))
 }
 
-/// The value the guest printed for `pmc<i>` (a scaled read).
-fn guest_read(run: &Run, i: u8) -> Result<f64, String> {
-    let prefix = format!("pmc{i} ");
+/// The value the guest printed for counter `i` (`pmc<i>` or `PERF_CTR<i>`,
+/// a scaled read).
+fn guest_read(run: &Run, label: &str, i: u8) -> Result<f64, String> {
+    let prefix = format!("{label}{i} ");
     run.stdout
         .lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("guest did not print pmc{i}"))
+        .ok_or_else(|| format!("guest did not print {label}{i}"))
 }
 
 /// Every GP counter's guest-read and host-scaled value within `bound` of
 /// `truth(counter)`; the problems found.
 fn against_truth(
     run: &Run,
+    label: &str,
     vcpu: &VcpuStats,
     bound: f64,
     truth: impl Fn(&CounterStats) -> Result<f64, String>,
 ) -> Result<Vec<String>, String> {
     let mut problems = Vec::new();
-    for i in 0..8u8 {
-        let c = gp(vcpu, i)?;
+    for c in &vcpu.counters {
+        let CounterIndex::Gp(i) = c.counter else {
+            continue;
+        };
         let truth = truth(c)?;
         for (who, value) in [
-            ("guest read", guest_read(run, i)?),
+            ("guest read", guest_read(run, label, i)?),
             ("host stats scaled", c.scaled as f64),
         ] {
             let err = (value - truth).abs() / truth;
             if err > bound {
                 problems.push(format!(
-                    "GP{i} ({}): {who} {value}, truth {truth:.0}: {:.2}% off",
+                    "{} ({}): {who} {value}, truth {truth:.0}: {:.2}% off",
+                    c.name,
                     c.event,
                     err * 100.0
                 ));
@@ -135,7 +175,7 @@ fn eight_on_four() -> Result<(), String> {
             )
         })
         .collect();
-    problems.extend(against_truth(&run, &vcpu, 0.02, |c| {
+    problems.extend(against_truth(&run, Guest::INTEL.label, &vcpu, 0.02, |c| {
         let name = EventName::ALL
             .into_iter()
             .find(|e| e.as_str() == c.event)
@@ -153,7 +193,7 @@ fn eight_on_four() -> Result<(), String> {
 /// simulated truth over each counter's enabled time.
 fn phase_change() -> Result<(), String> {
     let (run, vcpu) = run_mux(8, TICKS, &["--sim-phases", "20:1,20:3"])?;
-    verdict(against_truth(&run, &vcpu, 0.05, |c| {
+    verdict(against_truth(&run, Guest::INTEL.label, &vcpu, 0.05, |c| {
         c.simulated_truth
             .map(|t| t as f64)
             .ok_or_else(|| format!("{:?}: no simulated truth", c.counter))
@@ -178,4 +218,42 @@ fn all_fit() -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// 6 AMD PERF_CTRs on the 4-counter `amd-4gp` profile: each runs about two
+/// thirds of the time, and the guest's reads and the host's scaled values
+/// stay within 2% of the simulated truth.
+fn amd_six_on_four() -> Result<(), String> {
+    let (run, vcpu) = run_mux_on(
+        Guest::AMD,
+        "amd-4gp",
+        6,
+        TICKS,
+        &["--mux-interval-ms", "cpu=1"],
+    )?;
+    if vcpu.counters.len() != 6
+        || vcpu
+            .counters
+            .iter()
+            .any(|c| !c.name.starts_with("perf_ctr"))
+    {
+        return Err(format!("expected perf_ctr0..5, got {:?}", vcpu.counters));
+    }
+    let mut problems: Vec<String> = vcpu
+        .counters
+        .iter()
+        .filter(|c| !(57.0..=77.0).contains(&c.running_pct))
+        .map(|c| {
+            format!(
+                "{} ({}) ran {:.1}% of the time",
+                c.name, c.event, c.running_pct
+            )
+        })
+        .collect();
+    problems.extend(against_truth(&run, Guest::AMD.label, &vcpu, 0.02, |c| {
+        c.simulated_truth
+            .map(|t| t as f64)
+            .ok_or_else(|| format!("{}: no simulated truth", c.name))
+    })?);
+    verdict(problems)
 }

@@ -51,28 +51,32 @@ impl Config {
             "--timeout",
             "60",
         ];
-        let run = run_guest("pmu-conformance.elf", &args)?;
-        run.expect_status(0)
-            .map_err(|e| format!("{cmdline} vcpus={vcpus}: {e}"))?;
-        let last = run
-            .stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        let (passed, failed) =
-            parse_summary(last).ok_or_else(|| format!("no summary line, last line `{last}`"))?;
-        // The PMU suite has at least 60 checks; with the vPMU off it checks
-        // the no-PMU behaviour instead (CPUID, PDCM, #GP on every PMU MSR).
-        let least = if self.vpmu { 60 } else { 30 };
-        if failed != 0 || passed < least {
-            return Err(format!(
-                "{cmdline}: `{last}` (want >= {least} passed, 0 failed)\n{}",
-                run.stdout
-            ));
-        }
-        Ok(())
+        run_suite(&args, &format!("{cmdline} vcpus={vcpus}"), self.vpmu)
     }
+}
+
+/// Runs `pmu-conformance` with `args`; it must exit 0 with no failed check
+/// and at least 60 passed (30 with the vPMU off, where it checks the no-PMU
+/// behaviour instead: CPUID, PDCM, #GP on every PMU MSR).
+fn run_suite(args: &[&str], what: &str, vpmu: bool) -> Result<(), String> {
+    let run = run_guest("pmu-conformance.elf", args)?;
+    run.expect_status(0).map_err(|e| format!("{what}: {e}"))?;
+    let last = run
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let (passed, failed) =
+        parse_summary(last).ok_or_else(|| format!("{what}: no summary line, last `{last}`"))?;
+    let least = if vpmu { 60 } else { 30 };
+    if failed != 0 || passed < least {
+        return Err(format!(
+            "{what}: `{last}` (want >= {least} passed, 0 failed)\n{}",
+            run.stdout
+        ));
+    }
+    Ok(())
 }
 
 /// Parses the guest's final `N passed, M failed` line.
@@ -181,24 +185,7 @@ impl AmdConfig {
             "60",
         ];
         let what = format!("{cmdline} vcpus={vcpus} host={}", self.host);
-        let run = run_guest("pmu-conformance.elf", &args)?;
-        run.expect_status(0).map_err(|e| format!("{what}: {e}"))?;
-        let last = run
-            .stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        let (passed, failed) =
-            parse_summary(last).ok_or_else(|| format!("{what}: no summary line, last `{last}`"))?;
-        let least = if self.vpmu { 60 } else { 30 };
-        if failed != 0 || passed < least {
-            return Err(format!(
-                "{what}: `{last}` (want >= {least} passed, 0 failed)\n{}",
-                run.stdout
-            ));
-        }
-        Ok(())
+        run_suite(&args, &what, self.vpmu)
     }
 }
 

@@ -2,15 +2,20 @@
 //!
 //! A context owns its events, its groups, one [`PmuContext`] per host PMU
 //! and the host backend of its vCPU. It is mutated only on its vCPU thread;
-//! what other threads see goes through [`RotationFlags`] (rotation requests)
-//! and the [`super::HostPmu`] atomics (interval, rotation counts).
+//! what other threads see goes through
+//! the [`super::HostPmu`] atomics (interval, rotation counts, contexts
+//! needing rotation).
 //!
 //! Schedule-in points: [`Context::sched_in_pending`] runs before every VM
-//! entry. It is one atomic load and one integer test when nothing is
-//! pending; otherwise it places new groups, refills counters freed since the
-//! last slice (rather than waiting a whole rotation interval), reschedules
-//! PMUs where a pinned group was added or is in ERROR, and performs the
-//! rotations the event loop requested.
+//! entry. It is one integer test when nothing is pending; otherwise it
+//! places new groups, refills counters freed since the last slice (rather
+//! than waiting a whole rotation interval) and reschedules PMUs where a
+//! pinned group was added or is in ERROR.
+//!
+//! Rotation: [`Context::tick`] rotates every PMU whose run-time deadline
+//! ([`Context::next_deadline`]) has passed. The VMM calls it from the
+//! vCPU thread when its per-vCPU timer (`VcpuTimer`, armed for that
+//! deadline) kicks the vCPU out of the guest.
 
 use std::sync::Arc;
 
@@ -21,10 +26,10 @@ use super::group::{
 use super::history::HistoryKind;
 use super::host_pmu::HostPmu;
 use super::pmu_context::{PmuContext, Sched};
-use super::rotation::RotationFlags;
-use super::slab::Slab;
 use super::time::EventTimes;
-use crate::host::{HostBackend, HostError, HostEvent};
+use crate::backend::{HostBackend, HostError};
+use crate::event::HostEvent;
+use crate::util::slab::Slab;
 
 /// Errors of context operations.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +57,6 @@ pub struct Context<B> {
     groups: Slab<Group>,
     events: Slab<Event>,
     backend: B,
-    flags: Arc<RotationFlags>,
     /// Bit per PMU: free counters may be refilled / new groups placed.
     pending_fill: u64,
     /// Bit per PMU: full reschedule (pinned group added or in ERROR).
@@ -79,7 +83,6 @@ impl<B: HostBackend> Context<B> {
             groups: Slab::default(),
             events: Slab::default(),
             backend,
-            flags: Arc::new(RotationFlags::default()),
             pending_fill: 0,
             pending_resched: 0,
             next_serial: 0,
@@ -92,10 +95,6 @@ impl<B: HostBackend> Context<B> {
     }
     pub fn backend_mut(&mut self) -> &mut B {
         &mut self.backend
-    }
-    /// Flags shared with the event loop.
-    pub fn rotation_flags(&self) -> Arc<RotationFlags> {
-        self.flags.clone()
     }
     pub fn pmu_contexts(&self) -> &[PmuContext] {
         &self.pmus
@@ -137,13 +136,6 @@ impl<B: HostBackend> Context<B> {
         }
         pc.history_mask = mask;
         pc.pmu.history().record(self.vcpu, now, kind, mask);
-    }
-
-    /// Bound on groups visited by one flexible schedule-in of every PMU.
-    pub fn set_scan_limit(&mut self, limit: usize) {
-        for pc in &mut self.pmus {
-            pc.scan_limit = limit.max(1);
-        }
     }
 
     fn split(&mut self, pmu: usize, now: u64) -> Option<(&mut PmuContext, Sched<'_, B>)> {
@@ -358,45 +350,32 @@ impl<B: HostBackend> Context<B> {
 
     /// Is anything to do at the next schedule-in point?
     pub fn has_pending(&self) -> bool {
-        (self.pending_fill | self.pending_resched) != 0 || self.flags.any_requested()
+        (self.pending_fill | self.pending_resched) != 0
     }
 
-    /// The schedule-in point before each VM entry: places new groups,
-    /// refills freed counters, performs requested rotations. O(1) when
-    /// nothing is pending. Returns the number of rotations performed.
-    pub fn sched_in_pending(&mut self, now: u64) -> u32 {
-        let requested = if self.flags.any_requested() {
-            self.flags.take_requested()
-        } else {
-            0
-        };
-        if (self.pending_fill | self.pending_resched | requested) == 0 {
-            return 0;
+    /// The schedule-in point before each VM entry: places new groups and
+    /// refills freed counters. O(1) when nothing is pending.
+    pub fn sched_in_pending(&mut self, now: u64) {
+        if (self.pending_fill | self.pending_resched) == 0 {
+            return;
         }
         let resched = std::mem::take(&mut self.pending_resched);
         let fill = std::mem::take(&mut self.pending_fill) & !resched;
-        let mut rotated = 0;
         for pmu in 0..self.pmus.len() {
             let b = bit(pmu);
-            if (resched | fill | requested) & b == 0 {
+            if (resched | fill) & b == 0 {
                 continue;
             }
             if let Some((pc, mut s)) = self.split(pmu, now) {
                 if resched & b != 0 {
                     s.resched(pc);
-                } else if fill & b != 0 {
+                } else {
                     s.sched_in_flexible(pc);
                 }
-                let mut kind = HistoryKind::SchedIn;
-                if requested & b != 0 && s.rotate(pc) {
-                    rotated += 1;
-                    kind = HistoryKind::Rotation;
-                }
-                self.record_history(pmu, now, kind);
             }
+            self.record_history(pmu, now, HistoryKind::SchedIn);
             self.publish_rotation(pmu, now);
         }
-        rotated
     }
 
     /// Rotates `pmu` now, if it needs rotation. Returns whether it rotated.
@@ -412,8 +391,8 @@ impl<B: HostBackend> Context<B> {
         done
     }
 
-    /// Rotates every PMU whose deadline (in run time) has passed: the
-    /// deterministic alternative to event-loop timers. Returns rotations.
+    /// Rotates every PMU whose deadline (in run time) has passed. Returns
+    /// rotations performed.
     pub fn tick(&mut self, now: u64) -> u32 {
         let mut n = 0;
         for pmu in 0..self.pmus.len() {
@@ -446,38 +425,11 @@ impl<B: HostBackend> Context<B> {
             .min()
     }
 
-    /// Schedules everything out (a context switch away from the task).
-    pub fn sched_out(&mut self, now: u64) {
-        for pmu in 0..self.pmus.len() {
-            if let Some((pc, mut s)) = self.split(pmu, now) {
-                s.sched_out_flexible(pc);
-                pc.flexible_active.clear();
-                s.sched_out_pinned(pc);
-            }
-            self.record_history(pmu, now, HistoryKind::SchedOut);
-        }
-    }
-
-    /// Schedules everything in: pinned then flexible, per PMU.
-    pub fn sched_in(&mut self, now: u64) {
-        for pmu in 0..self.pmus.len() {
-            if let Some((pc, mut s)) = self.split(pmu, now) {
-                s.sched_in_pinned(pc);
-                s.sched_in_flexible(pc);
-            }
-            self.record_history(pmu, now, HistoryKind::SchedIn);
-            self.publish_rotation(pmu, now);
-        }
-        self.pending_fill = 0;
-        self.pending_resched = 0;
-    }
-
     fn publish_rotation(&mut self, pmu: usize, now: u64) {
         let Some(pc) = self.pmus.get_mut(pmu) else {
             return;
         };
         if let Some(need) = pc.update_rotate_necessary(now) {
-            self.flags.set_necessary(pmu, need);
             pc.pmu.rotation_needed_changed(need);
         }
     }

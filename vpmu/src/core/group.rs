@@ -9,7 +9,8 @@
 
 use super::list::{Link, Linked};
 use super::time::EventTimes;
-use crate::host::{HostEvent, HostHandle};
+use crate::backend::HostHandle;
+use crate::event::HostEvent;
 
 /// An event of a context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

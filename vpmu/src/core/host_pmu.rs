@@ -1,21 +1,21 @@
 //! One host PMU as the scheduler sees it: the `perf_cpu_pmu_context`
-//! analogue. Shared (`Arc`) between every vCPU context and the event-loop
-//! thread that owns this PMU's rotation timer.
+//! analogue. Shared (`Arc`) by the contexts of every vCPU and the
+//! statistics API.
 //!
 //! - capacity: general-purpose and fixed counters, or unbounded (software);
 //! - the rotation interval (`perf_event_mux_interval_ms`), changeable live
-//!   from any thread (an atomic; the statistics API writes it);
-//! - how many contexts currently need rotation on this PMU, so the timer
-//!   runs only while someone needs it (the kernel's
-//!   `perf_mux_hrtimer_handler` returns `HRTIMER_NORESTART` when no
-//!   context rotated), and an optional waker to arm it again;
-//! - rotation and timer counters for statistics.
+//!   from any thread (an atomic; the statistics API writes it). Each vCPU
+//!   rotates on its own: its context computes the next run-time deadline
+//!   from this interval and the VMM arms the vCPU's `VcpuTimer` for it (the
+//!   kernel's mux hrtimer, per task rather than per CPU);
+//! - how many contexts currently need rotation on this PMU, and how many
+//!   rotations they performed, for statistics.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::history::RotationHistory;
-use crate::host::profile::{PmuDesc, PmuKind, Profile};
+use crate::backend::PmuKind;
 
 /// Allowed rotation intervals, ms.
 pub const MUX_INTERVAL_RANGE_MS: std::ops::RangeInclusive<u64> = 1..=10_000;
@@ -65,8 +65,6 @@ impl Capacity {
     }
 }
 
-type Waker = Arc<dyn Fn(&HostPmu) + Send + Sync>;
-
 /// A host PMU shared by the contexts of all vCPUs.
 pub struct HostPmu {
     index: usize,
@@ -76,9 +74,7 @@ pub struct HostPmu {
     capacity: Capacity,
     interval_ns: AtomicU64,
     rotations: AtomicU64,
-    timer_fires: AtomicU64,
     rotating_contexts: AtomicUsize,
-    waker: Mutex<Option<Waker>>,
     history: RotationHistory,
 }
 
@@ -95,36 +91,37 @@ impl std::fmt::Debug for HostPmu {
 }
 
 impl HostPmu {
-    /// The PMU at `index` of a profile. Its interval is the profile's.
-    pub fn new(index: usize, desc: &PmuDesc, simulated: bool) -> HostPmu {
-        let software = desc.kind == PmuKind::Software;
+    /// Host PMU `index` (its position in the host's description) named
+    /// `name`, with `gp` and `fixed` counters (a software PMU is unbounded)
+    /// and a rotation interval of `mux_interval_ms` (clamped to 1..=10000).
+    /// The host side builds these ([`crate::host::assembly`]).
+    pub fn new(
+        index: usize,
+        name: &str,
+        kind: PmuKind,
+        (gp, fixed): (u8, u8),
+        mux_interval_ms: u64,
+        simulated: bool,
+    ) -> HostPmu {
+        let software = kind == PmuKind::Software;
         HostPmu {
             index,
-            name: desc.name.clone(),
-            kind: desc.kind,
+            name: name.to_string(),
+            kind,
             simulated,
             capacity: Capacity {
-                gp: desc.gp,
-                fixed: desc.fixed.len() as u8,
+                gp,
+                fixed,
                 unbounded: software,
             },
-            interval_ns: AtomicU64::new(desc.mux_interval_ms.clamp(1, 10_000) * 1_000_000),
+            interval_ns: AtomicU64::new(
+                mux_interval_ms.clamp(*MUX_INTERVAL_RANGE_MS.start(), *MUX_INTERVAL_RANGE_MS.end())
+                    * 1_000_000,
+            ),
             rotations: AtomicU64::new(0),
-            timer_fires: AtomicU64::new(0),
             rotating_contexts: AtomicUsize::new(0),
-            waker: Mutex::new(None),
             history: RotationHistory::default(),
         }
-    }
-
-    /// All PMUs of a profile (simulated backend).
-    pub fn from_profile(profile: &Profile) -> Vec<Arc<HostPmu>> {
-        profile
-            .pmus
-            .iter()
-            .enumerate()
-            .map(|(i, d)| Arc::new(HostPmu::new(i, d, true)))
-            .collect()
     }
 
     /// Applies `--mux-interval-ms PMU=MS` overrides.
@@ -188,17 +185,7 @@ impl HostPmu {
     pub(crate) fn count_rotation(&self) {
         self.rotations.fetch_add(1, Ordering::Relaxed);
     }
-    /// Times the event loop's timer fired (it calls [`HostPmu::timer_fired`]).
-    pub fn timer_fires(&self) -> u64 {
-        self.timer_fires.load(Ordering::Relaxed)
-    }
-    /// The event loop notes one timer expiry.
-    pub fn timer_fired(&self) {
-        self.timer_fires.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Does any context need rotation on this PMU? The event loop keeps the
-    /// timer armed only while this is true.
+    /// Does any context need rotation on this PMU?
     pub fn needs_rotation(&self) -> bool {
         self.rotating_contexts.load(Ordering::Acquire) > 0
     }
@@ -207,22 +194,9 @@ impl HostPmu {
         self.rotating_contexts.load(Ordering::Acquire)
     }
 
-    /// Called (on the vCPU thread) when the first context starts needing
-    /// rotation, so the event loop can arm the timer (e.g. write an eventfd).
-    pub fn set_waker(&self, waker: impl Fn(&HostPmu) + Send + Sync + 'static) {
-        if let Ok(mut w) = self.waker.lock() {
-            *w = Some(Arc::new(waker));
-        }
-    }
-
     pub(crate) fn rotation_needed_changed(&self, needed: bool) {
         if needed {
-            if self.rotating_contexts.fetch_add(1, Ordering::AcqRel) == 0 {
-                let waker = self.waker.lock().ok().and_then(|w| w.clone());
-                if let Some(w) = waker {
-                    w(self);
-                }
-            }
+            self.rotating_contexts.fetch_add(1, Ordering::AcqRel);
         } else {
             let _ = self
                 .rotating_contexts
@@ -262,8 +236,24 @@ mod tests {
             parse_mux_interval("cpu=x"),
             Err(MuxIntervalError::Syntax(_))
         ));
-        let p = Profile::builtin("hybrid").unwrap();
-        let pmus = HostPmu::from_profile(&p);
+        let pmus = [
+            Arc::new(HostPmu::new(
+                0,
+                "cpu_core",
+                PmuKind::Hardware,
+                (8, 4),
+                4,
+                true,
+            )),
+            Arc::new(HostPmu::new(
+                1,
+                "cpu_atom",
+                PmuKind::Hardware,
+                (6, 3),
+                4,
+                true,
+            )),
+        ];
         HostPmu::apply_overrides(&pmus, &[("cpu_atom".into(), 2)]).unwrap();
         assert_eq!(pmus[1].interval_ms(), 2);
         assert_eq!(pmus[0].interval_ms(), 4);

@@ -3,7 +3,7 @@
 //! the next index). Here moving to the tail is an O(1) unlink + append, and
 //! nothing allocates.
 
-use super::slab::Slab;
+use crate::util::slab::Slab;
 
 pub(crate) const NIL: u32 = u32::MAX;
 

@@ -25,8 +25,8 @@ use super::assign::Assignment;
 use super::group::{Event, Group, GroupState};
 use super::host_pmu::HostPmu;
 use super::list::List;
-use super::slab::Slab;
-use crate::host::{HostBackend, HostError};
+use crate::backend::{HostBackend, HostError};
+use crate::util::slab::Slab;
 
 /// Default bound on the groups one flexible schedule-in visits.
 pub const DEFAULT_SCAN_LIMIT: usize = 48;
@@ -262,14 +262,6 @@ impl<B: HostBackend> Sched<'_, B> {
             let gid = pc.flexible_active[i];
             self.group_sched_out(pc, gid);
         }
-    }
-
-    pub(crate) fn sched_out_pinned(&mut self, pc: &mut PmuContext) {
-        for i in 0..pc.pinned_active.len() {
-            let gid = pc.pinned_active[i];
-            self.group_sched_out(pc, gid);
-        }
-        pc.pinned_active.clear();
     }
 
     /// Pinned groups not yet active: place them or mark them ERROR.

@@ -34,13 +34,6 @@ impl EventTimes {
         }
     }
 
-    pub fn disable(&mut self, now: u64) {
-        self.sched_out(now);
-        if let Some(t) = self.enabled_since.take() {
-            self.enabled += now.saturating_sub(t);
-        }
-    }
-
     pub fn enabled(&self, now: u64) -> u64 {
         self.enabled + self.enabled_since.map_or(0, |t| now.saturating_sub(t))
     }

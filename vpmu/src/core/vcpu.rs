@@ -21,13 +21,11 @@ use super::context::{Context, CoreError};
 use super::group::{EventId, EventReading, GroupState};
 use super::host_pmu::HostPmu;
 use super::policy::{scale, Grouping, MuxPolicy, Scaling};
-use super::rotation::RotationFlags;
+use crate::backend::{EventMapping, HostBackend};
 use crate::config::PmuArch;
-use crate::host::profile::{EventMapping, Profile};
-use crate::host::sim::SimBackend;
-use crate::host::{EventName, HostBackend, HostEvent, Modifiers};
+use crate::event::{EventName, HostEvent, Modifiers};
 use crate::source::{CountSource, CounterConfig, CounterIndex};
-use crate::stats::{CounterState, CounterStats, SnapshotSlot, VcpuStats};
+use crate::stats::{CounterState, CounterStats, VcpuStats};
 
 /// Which host PMU counts each generic event, and where.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,9 +34,11 @@ pub struct EventTable {
 }
 
 impl EventTable {
-    pub fn from_profile(profile: &Profile) -> EventTable {
+    /// The table where `map` says where each event is counted (a host
+    /// profile: [`crate::host::profile::Profile::map`]).
+    pub fn new(map: impl FnMut(EventName) -> Option<EventMapping>) -> EventTable {
         EventTable {
-            map: EventName::ALL.map(|e| profile.map(e)),
+            map: EventName::ALL.map(map),
         }
     }
 
@@ -104,28 +104,8 @@ pub struct VcpuCounters<B> {
     now: u64,
     /// Bit per PMU: events to (re)group at the next schedule-in point.
     regroup: u64,
-    snapshot: Arc<SnapshotSlot>,
     /// Whose event encoding the guest's counter configurations use.
     guest_arch: PmuArch,
-}
-
-impl VcpuCounters<SimBackend> {
-    /// vCPU `vcpu` on the simulated host PMUs of `profile`. `pmus` are shared
-    /// by all vCPUs: make them once with [`HostPmu::from_profile`].
-    pub fn simulated(
-        vcpu: u32,
-        profile: &Profile,
-        pmus: Vec<Arc<HostPmu>>,
-        policy: MuxPolicy,
-    ) -> Self {
-        VcpuCounters::new(
-            vcpu,
-            pmus,
-            EventTable::from_profile(profile),
-            SimBackend::new(profile.clone()),
-            policy,
-        )
-    }
 }
 
 impl<B: HostBackend> VcpuCounters<B> {
@@ -146,7 +126,6 @@ impl<B: HostBackend> VcpuCounters<B> {
             counters: Vec::with_capacity(16),
             now: 0,
             regroup: 0,
-            snapshot: Arc::new(SnapshotSlot::default()),
             guest_arch: PmuArch::Intel,
         }
     }
@@ -171,14 +150,6 @@ impl<B: HostBackend> VcpuCounters<B> {
     pub fn now(&self) -> u64 {
         self.now
     }
-    /// Flags the event loop uses to request rotations of this vCPU.
-    pub fn rotation_flags(&self) -> Arc<RotationFlags> {
-        self.ctx.rotation_flags()
-    }
-    /// Where [`VcpuCounters::publish`] puts snapshots for the API.
-    pub fn snapshot_slot(&self) -> Arc<SnapshotSlot> {
-        self.snapshot.clone()
-    }
 
     /// The vCPU has run until `now` ns of run time (monotonic; earlier
     /// values are ignored).
@@ -187,9 +158,8 @@ impl<B: HostBackend> VcpuCounters<B> {
     }
 
     /// Schedule-in point before VM entry: groups counters started since the
-    /// last entry, refills freed counters, performs requested rotations.
-    /// O(1) when nothing is pending. Returns rotations performed.
-    pub fn sched_in_pending(&mut self, now: u64) -> u32 {
+    /// last entry, refills freed counters. O(1) when nothing is pending.
+    pub fn sched_in_pending(&mut self, now: u64) {
         self.advance(now);
         if self.regroup != 0 {
             self.regroup_now();
@@ -197,8 +167,8 @@ impl<B: HostBackend> VcpuCounters<B> {
         self.ctx.sched_in_pending(self.now)
     }
 
-    /// Rotates the PMUs whose run-time deadline passed (deterministic
-    /// timers). Returns rotations performed.
+    /// Rotates the PMUs whose run-time deadline passed (the VMM calls it
+    /// when the vCPU's timer fired). Returns rotations performed.
     pub fn tick(&mut self, now: u64) -> u32 {
         self.advance(now);
         self.ctx.tick(self.now)
@@ -462,12 +432,6 @@ impl<B: HostBackend> VcpuCounters<B> {
             counters,
             pmus: self.ctx.pmu_stats(),
         }
-    }
-
-    /// Builds a snapshot and publishes it in the [`SnapshotSlot`].
-    pub fn publish(&mut self) {
-        let s = self.snapshot();
-        self.snapshot.publish(s);
     }
 }
 

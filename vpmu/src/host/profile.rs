@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::event::EventName;
+pub use crate::backend::{EventMapping, PmuKind};
+use crate::event::EventName;
 
 /// Largest profile file read (the built-in ones are about 1 KiB).
 pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
@@ -85,15 +86,6 @@ pub enum ProfileError {
     },
     #[error("profile {origin}: {reason}")]
     Malformed { origin: String, reason: String },
-}
-
-/// What a host PMU is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PmuKind {
-    /// Counters are a scarce resource: capacity, constraints, rotation.
-    Hardware,
-    /// Always schedules, unbounded, never rotates (perf's software PMU).
-    Software,
 }
 
 /// One host PMU of a profile.
@@ -167,15 +159,6 @@ fn all_bits(n: u8) -> u32 {
     } else {
         (1u32 << n) - 1
     }
-}
-
-/// Where a generic event is counted under a profile.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct EventMapping {
-    pub pmu: usize,
-    pub mask: u32,
-    pub rate_per_ns: f64,
-    pub software: bool,
 }
 
 /// A host PMU profile.

@@ -23,7 +23,7 @@
 
 use super::profile::{PmuKind, Profile};
 use super::{EventName, HostBackend, HostError, HostEvent, HostHandle, HostReading};
-use crate::core::slab::Slab;
+use crate::util::slab::Slab;
 
 const RATE_SHIFT: u32 = 20;
 const MULT_ONE: u64 = 1 << 10;

@@ -1,3 +1,5 @@
-//! Small helpers that are not about PMUs.
+//! Small helpers that are not about PMUs: the slab shared by the
+//! multiplexer and the host backends, bounded file reads.
 
 pub mod file;
+pub mod slab;

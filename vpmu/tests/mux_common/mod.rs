@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use vpmu::core::{HostPmu, MuxPolicy, VcpuCounters};
+use vpmu::host::assembly::HostAssembly;
 use vpmu::host::profile::Profile;
 use vpmu::host::sim::SimBackend;
 use vpmu::source::{CounterConfig, EventCode};
@@ -23,8 +24,9 @@ pub const BRANCH_MISSES: (u16, u8) = (0xC5, 0x00);
 
 pub fn vcpu(profile: &str, policy: MuxPolicy) -> (VcpuCounters<SimBackend>, Vec<Arc<HostPmu>>) {
     let p = Profile::builtin(profile).expect("profile");
-    let pmus = HostPmu::from_profile(&p);
-    (VcpuCounters::simulated(0, &p, pmus.clone(), policy), pmus)
+    let host = HostAssembly::sim(Arc::new(p)).with_policy(policy);
+    let v = host.sim_vcpu_counters(0).expect("simulated host");
+    (v, host.pmus().to_vec())
 }
 
 /// Runs the vCPU from `now` through `rotations` rotation deadlines (or for

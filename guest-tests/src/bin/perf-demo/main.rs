@@ -65,6 +65,13 @@ fn main() -> ! {
         pmu.fixed_width,
         if pmu.full_width_write { "yes" } else { "no" }
     );
+    if let Some(v) = pmu.amd {
+        println!(
+            "perf-demo: AMD PMU driver: version {v} ({}), {} counters",
+            ["legacy PerfEvtSel/PerfCtr", "PerfCtrCore", "PerfMonV2"][usize::from(v.min(2))],
+            pmu.n_gp
+        );
+    }
     {
         let _console = guest_tests::print::lock();
         guest_tests::print!("perf-demo: events available:");

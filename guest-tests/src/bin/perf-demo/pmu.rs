@@ -1,7 +1,77 @@
-//! The architectural PMU as CPUID leaf 0xA enumerates it, and MSR helpers.
+//! The PMU driver, picked by vendor like a real OS: the Intel
+//! architectural PMU as CPUID leaf 0xA enumerates it, or the AMD64 PMU
+//! (legacy counters, PerfCtrCore, PerfMonV2) on an AuthenticAMD CPU with
+//! PerfCtrCore or `arch=amd` on the command line. While CPUID leaf 0xA
+//! reports a version, the Intel driver is kept unless `arch=amd` says
+//! otherwise. The AMD driver maps onto the same interface: no fixed
+//! counters, "version 2" (global control) with PerfMonV2, else "version 1"
+//! (EN starts each counter, overflow read from the counter's value).
 
+use core::sync::atomic::{AtomicU8, Ordering};
+use guest_tests::amd_pmu::{self, AmdPmu};
 pub use guest_tests::pmu::*;
-use guest_tests::{cpuid, try_rdmsr, try_wrmsr};
+use guest_tests::{cmdline, cpuid, try_rdmsr, try_wrmsr};
+
+/// The driver in use: 0 Intel, 1 AMD legacy counters, 2 AMD core counters
+/// (PerfCtrCore), 3 AMD core counters with PerfMonV2.
+static DRIVER: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the AMD driver is in use.
+pub fn is_amd() -> bool {
+    DRIVER.load(Ordering::Relaxed) != 0
+}
+
+/// AMD event codes of the perf generic events (PPR names): cycles (76h,
+/// Cycles not in Halt), instructions (C0h), branches (C2h), branch-misses
+/// (C3h); the rest have no AMD counterpart here (0: unavailable).
+const AMD_CODES: [u64; 8] = [
+    amd_pmu::EV_CORE_CYCLES,
+    amd_pmu::EV_RETIRED_INSTRUCTIONS,
+    0,
+    0,
+    0,
+    amd_pmu::EV_RETIRED_BRANCHES,
+    amd_pmu::EV_RETIRED_BRANCH_MISPREDICTS,
+    0,
+];
+
+/// Event select code (event | unit mask << 8) of generic event `e` for the
+/// driver in use.
+pub fn code(e: usize) -> u64 {
+    if is_amd() {
+        AMD_CODES[e % 8]
+    } else {
+        EVENTS[e % 8].code
+    }
+}
+
+/// IA32_PERF_GLOBAL_CTRL or PerfCntrGlobalCtl.
+pub fn global_ctrl() -> u32 {
+    if is_amd() {
+        amd_pmu::PERF_CNTR_GLOBAL_CTL
+    } else {
+        IA32_PERF_GLOBAL_CTRL
+    }
+}
+
+/// IA32_PERF_GLOBAL_STATUS or PerfCntrGlobalStatus.
+pub fn global_status() -> u32 {
+    if is_amd() {
+        amd_pmu::PERF_CNTR_GLOBAL_STATUS
+    } else {
+        IA32_PERF_GLOBAL_STATUS
+    }
+}
+
+/// IA32_PERF_GLOBAL_OVF_CTRL or PerfCntrGlobalStatusClr: writing bits
+/// clears them in the status.
+pub fn global_status_clear() -> u32 {
+    if is_amd() {
+        amd_pmu::PERF_CNTR_GLOBAL_STATUS_CLR
+    } else {
+        IA32_PERF_GLOBAL_OVF_CTRL
+    }
+}
 
 /// Fixed-counter control nibble: count in ring 0 and ring 3, PMI.
 pub const F_OS_USR: u64 = 0b0011;
@@ -77,10 +147,25 @@ pub struct Pmu {
     /// IA32_PERF_CAPABILITIES.FW_WRITE: IA32_A_PMCx writes all bits.
     pub full_width_write: bool,
     pub raw: [u32; 4],
+    /// AMD PMU version (0 legacy, 1 PerfCtrCore, 2 PerfMonV2) with the AMD
+    /// driver.
+    pub amd: Option<u8>,
 }
 
 impl Pmu {
     pub fn read() -> Pmu {
+        let intel_version = if cpuid(0, 0).eax >= 0xA {
+            cpuid(0xA, 0).eax as u8
+        } else {
+            0
+        };
+        let amd = AmdPmu::read();
+        let want_amd = cmdline::get("arch") == Some("amd")
+            || (intel_version == 0 && amd_pmu::is_amd() && amd.perf_ctr_core);
+        if want_amd {
+            return Pmu::read_amd(&amd);
+        }
+        DRIVER.store(0, Ordering::Relaxed);
         if cpuid(0, 0).eax < 0xA {
             return Pmu::default();
         }
@@ -110,6 +195,32 @@ impl Pmu {
             fixed_width: if version >= 2 { (r.edx >> 5) as u8 } else { 0 },
             full_width_write,
             raw: [r.eax, r.ebx, r.ecx, r.edx],
+            amd: None,
+        }
+    }
+
+    /// The AMD driver: counters as CPUID enumerates them (`gp=N` on the
+    /// command line caps them, as for Intel); 48-bit counters written
+    /// whole.
+    fn read_amd(amd: &AmdPmu) -> Pmu {
+        let v = amd.version();
+        DRIVER.store(v + 1, Ordering::Relaxed);
+        let unavailable = AMD_CODES
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c == 0)
+            .fold(0, |m, (i, _)| m | 1 << i);
+        Pmu {
+            version: if v >= 2 { 2 } else { 1 },
+            n_gp: amd.counters(),
+            gp_width: 48,
+            ebx_len: 8,
+            unavailable,
+            fixed_mask: 0,
+            fixed_width: 0,
+            full_width_write: true,
+            raw: amd.leaf_22,
+            amd: Some(v),
         }
     }
 
@@ -141,8 +252,10 @@ impl Pmu {
     /// Stop every counter and zero it, clear overflow status.
     pub fn reset(&self) {
         if self.version >= 2 {
-            w(IA32_PERF_GLOBAL_CTRL, 0);
-            w(IA32_FIXED_CTR_CTRL, 0);
+            w(global_ctrl(), 0);
+            if !is_amd() {
+                w(IA32_FIXED_CTR_CTRL, 0);
+            }
         }
         for i in 0..self.gp() {
             w(evtsel(i), 0);
@@ -154,7 +267,7 @@ impl Pmu {
             }
         }
         if self.version >= 2 {
-            w(IA32_PERF_GLOBAL_OVF_CTRL, self.all_counters());
+            w(global_status_clear(), self.all_counters());
         }
     }
 
@@ -205,14 +318,29 @@ impl Counter {
     }
 }
 
+/// IA32_PMCx, or the AMD counter (PERF_CTRx, PerfCtrx without PerfCtrCore).
 pub fn pmc(i: usize) -> u32 {
-    IA32_PMC0 + i as u32
+    match DRIVER.load(Ordering::Relaxed) {
+        0 => IA32_PMC0 + i as u32,
+        1 => amd_pmu::perf_ctr_legacy(i as u8),
+        _ => amd_pmu::perf_ctr(i as u8),
+    }
 }
+/// IA32_A_PMCx (AMD counters are written whole: the counter itself).
 pub fn apmc(i: usize) -> u32 {
-    IA32_A_PMC0 + i as u32
+    if is_amd() {
+        pmc(i)
+    } else {
+        IA32_A_PMC0 + i as u32
+    }
 }
+/// IA32_PERFEVTSELx, or PERF_CTLx (PerfEvtSelx without PerfCtrCore).
 pub fn evtsel(i: usize) -> u32 {
-    IA32_PERFEVTSEL0 + i as u32
+    match DRIVER.load(Ordering::Relaxed) {
+        0 => IA32_PERFEVTSEL0 + i as u32,
+        1 => amd_pmu::perf_evt_sel(i as u8),
+        _ => amd_pmu::perf_ctl(i as u8),
+    }
 }
 pub fn fixed_ctr(i: usize) -> u32 {
     IA32_FIXED_CTR0 + i as u32

@@ -55,11 +55,22 @@ fn on_pmi(frame: &mut InterruptFrame) {
     let cpu = smp::this_cpu() as usize % MAX;
     let bit = STATUS_BIT.load(Ordering::Relaxed);
     let v2 = VERSION.load(Ordering::Relaxed) >= 2;
-    let status = if v2 { r(IA32_PERF_GLOBAL_STATUS) } else { bit };
+    let status = if v2 {
+        r(global_status())
+    } else if is_amd() {
+        // No status register before PerfMonV2: the counter, preloaded
+        // with -period (bit 47 set), has overflowed if it wrapped.
+        match counter() {
+            Counter::Gp(i) if r(pmc(i)) < 1 << 47 => bit,
+            _ => 0,
+        }
+    } else {
+        bit
+    };
     if status & bit == 0 || !ACTIVE[cpu].load(Ordering::Relaxed) {
         SPURIOUS[cpu].fetch_add(1, Ordering::Relaxed);
         if v2 && status != 0 {
-            w(IA32_PERF_GLOBAL_OVF_CTRL, status);
+            w(global_status_clear(), status);
         }
         return;
     }
@@ -73,7 +84,7 @@ fn on_pmi(frame: &mut InterruptFrame) {
     // Re-arm: -period, clear the overflow bit, unmask LVTPC.
     preload();
     if v2 {
-        w(IA32_PERF_GLOBAL_OVF_CTRL, status);
+        w(global_status_clear(), status);
     }
     lapic::set_lvt_perf(LVT.load(Ordering::Relaxed));
 }
@@ -107,13 +118,13 @@ fn record_cpu(cpu: u32) {
     lapic::set_lvt_perf(LVT.load(Ordering::Relaxed));
     preload();
     match ctr {
-        Counter::Gp(i) => w(evtsel(i), EVENTS[EV_CYCLES].code | USR | OS | INT | EN),
+        Counter::Gp(i) => w(evtsel(i), code(EV_CYCLES) | USR | OS | INT | EN),
         Counter::Fixed(i) => w(IA32_FIXED_CTR_CTRL, (F_OS_USR | F_PMI) << (4 * i)),
     }
     ACTIVE[cpu].store(true, Ordering::SeqCst);
     irq::enable();
     if pmu.version >= 2 {
-        w(IA32_PERF_GLOBAL_CTRL, ctr.bit());
+        w(global_ctrl(), ctr.bit());
     }
     let t0 = rdtsc();
     core::hint::black_box(workload(TICKS.load(Ordering::Relaxed)));

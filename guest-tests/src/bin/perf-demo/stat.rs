@@ -77,6 +77,7 @@ static RESULTS: SpinLock<[[Run; N_WL]; smp::MAX_CPUS]> = SpinLock::new(
             fixed_width: 0,
             full_width_write: false,
             raw: [0; 4],
+            amd: None,
         },
     }; N_WL]; smp::MAX_CPUS],
 );
@@ -116,7 +117,7 @@ fn measure(pmu: &Pmu, gp_event: &[Option<usize>; MAX_GP], wl: &Workload, ticks: 
             enable |= Counter::Fixed(i).bit();
         }
     }
-    let sel = |i: usize| gp_event[i].map(|e| EVENTS[e].code | USR | OS | EN);
+    let sel = |i: usize| gp_event[i].map(|e| code(e) | USR | OS | EN);
     if pmu.version >= 2 {
         for i in 0..pmu.gp() {
             if let Some(s) = sel(i) {
@@ -124,11 +125,13 @@ fn measure(pmu: &Pmu, gp_event: &[Option<usize>; MAX_GP], wl: &Workload, ticks: 
                 enable |= Counter::Gp(i).bit();
             }
         }
-        w(IA32_FIXED_CTR_CTRL, fixed_ctrl);
+        if !is_amd() {
+            w(IA32_FIXED_CTR_CTRL, fixed_ctrl);
+        }
     }
     let t0 = rdtsc();
     if pmu.version >= 2 {
-        w(IA32_PERF_GLOBAL_CTRL, enable);
+        w(global_ctrl(), enable);
     } else {
         // Version 1: no global control, EN starts each counter.
         for i in 0..pmu.gp() {
@@ -147,7 +150,7 @@ fn measure(pmu: &Pmu, gp_event: &[Option<usize>; MAX_GP], wl: &Workload, ticks: 
         }
     }
     if pmu.version >= 2 {
-        w(IA32_PERF_GLOBAL_CTRL, 0);
+        w(global_ctrl(), 0);
     } else {
         for i in 0..pmu.gp() {
             w(evtsel(i), 0);

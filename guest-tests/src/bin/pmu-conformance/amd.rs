@@ -205,15 +205,21 @@ fn per_cpu_cpuid(_cpu: u32) {
 
 /// vPMU off: every AMD PMU MSR (legacy, core, global) answers #GP.
 fn no_pmu(_cpu: u32) {
+    check_all_gp("vPMU off");
+}
+
+/// Every AMD PMU MSR (legacy, core, global) answers #GP (check names start
+/// with `why`): with the vPMU off, and on a guest with the Intel PMU.
+pub fn check_all_gp(why: &str) {
     for i in 0..LEGACY_COUNTERS {
-        all_gp(format_args!("vPMU off: PerfEvtSel{i}"), perf_evt_sel(i));
-        all_gp(format_args!("vPMU off: PerfCtr{i}"), perf_ctr_legacy(i));
+        all_gp(format_args!("{why}: PerfEvtSel{i}"), perf_evt_sel(i));
+        all_gp(format_args!("{why}: PerfCtr{i}"), perf_ctr_legacy(i));
     }
     for i in 0..CORE_COUNTERS {
-        all_gp(format_args!("vPMU off: PERF_CTL{i}"), perf_ctl(i));
-        all_gp(format_args!("vPMU off: PERF_CTR{i}"), perf_ctr(i));
+        all_gp(format_args!("{why}: PERF_CTL{i}"), perf_ctl(i));
+        all_gp(format_args!("{why}: PERF_CTR{i}"), perf_ctr(i));
     }
-    globals_gp("vPMU off");
+    globals_gp(why);
 }
 
 /// RDMSR, WRMSR 0 and WRMSR 1 of `msr` all #GP.

@@ -73,6 +73,9 @@ fn main() -> ! {
     cpuid::run(&tap, &cfg);
     smp::run_on_all(cpuid::per_cpu);
     agg::flush(&tap);
+    tap.diag("AMD PMU MSRs");
+    smp::run_on_all(|_| amd::check_all_gp("AMD PMU MSR on an Intel-PMU guest"));
+    agg::flush(&tap);
     if !cfg.pmu() {
         smp::run_on_all(nopmu::per_cpu);
         agg::flush(&tap);

@@ -25,12 +25,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::Arc;
 
 use super::translate::{supports, PmuPlan};
-use crate::core::host_pmu::HostPmu;
-use crate::core::policy::MuxPolicy;
-use crate::core::vcpu::{EventTable, VcpuCounters};
 use crate::host::profile::{Profile, ProfileError};
 use crate::host::sysfs::{mux_interval_ms_in, EVENT_SOURCE_DEVICES};
 use crate::host::EventName;
@@ -366,30 +362,6 @@ impl PerfHost {
         self.plans.contains(&PmuPlan::TaskClock)
     }
 
-    /// The host PMUs, shared by every vCPU: make them once.
-    pub fn host_pmus(&self) -> Vec<Arc<HostPmu>> {
-        self.profile
-            .pmus
-            .iter()
-            .enumerate()
-            .map(|(i, d)| Arc::new(HostPmu::new(i, d, false)))
-            .collect()
-    }
-
-    /// Which host PMU counts each generic event.
-    pub fn event_table(&self) -> EventTable {
-        EventTable::from_profile(&self.profile)
-    }
-
-    /// Architectural events no host PMU counts (set their bits in the
-    /// guest's CPUID 0xA EBX).
-    pub fn unavailable_events(&self) -> Vec<EventName> {
-        EventName::ALL
-            .into_iter()
-            .filter(|e| self.profile.map(*e).is_none())
-            .collect()
-    }
-
     /// The backend of one vCPU. **Call on the vCPU thread**: events attach
     /// to the calling thread and overflow signal `kick_signal` (e.g.
     /// `SIGRTMIN()`) is sent to it. `None`: no overflow signals.
@@ -400,24 +372,6 @@ impl PerfHost {
             self.tsc_khz,
             kick_signal,
             super::sys::gettid(),
-        )
-    }
-
-    /// The counting front of vCPU `vcpu` over the shared `pmus` (from
-    /// [`PerfHost::host_pmus`]). **Call on the vCPU thread.**
-    pub fn vcpu_counters(
-        &self,
-        vcpu: u32,
-        pmus: Vec<Arc<HostPmu>>,
-        policy: MuxPolicy,
-        kick_signal: Option<i32>,
-    ) -> VcpuCounters<super::PerfBackend> {
-        VcpuCounters::new(
-            vcpu,
-            pmus,
-            self.event_table(),
-            self.backend(kick_signal),
-            policy,
         )
     }
 }

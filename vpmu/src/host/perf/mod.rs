@@ -71,7 +71,7 @@ pub mod discover;
 pub mod sys;
 pub mod translate;
 
-use crate::core::slab::Slab;
+use crate::util::slab::Slab;
 use std::collections::VecDeque;
 use std::io;
 
