@@ -37,7 +37,7 @@ enum Op {
 }
 
 /// What an MSR index is on an AMD PMU of `version` with `n` counters,
-/// restated from the APM: `(kind, counter)`.
+/// restated from the APM.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
     Ctl(u8),
@@ -163,8 +163,16 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Cases per property: `PROPTEST_CASES` if set (long runs), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(2048), ..ProptestConfig::default() })]
 
     #[test]
     fn amd_msr_sequences_follow_the_apm(cfg in config(), ops in prop::collection::vec(op(), 1..80)) {

@@ -187,9 +187,11 @@ mod tests {
 
     #[test]
     fn cycles_follow_thread_cpu_time_at_the_tsc_rate() {
-        let mut src = ThreadClockSource::new(1_000_000, PmuArch::Intel); // 1 GHz: 1 event per ns
-        src.start(CounterIndex::Gp(0), &config(CYCLES, true));
+        // 1 GHz: 1 event per ns. Counting starts inside `start`, so the
+        // clock is read before it.
+        let mut src = ThreadClockSource::new(1_000_000, PmuArch::Intel);
         let t0 = thread_cpu_ns();
+        src.start(CounterIndex::Gp(0), &config(CYCLES, true));
         burn(20);
         let n = src.drain(CounterIndex::Gp(0));
         let t1 = thread_cpu_ns();

@@ -179,7 +179,8 @@ fn seccomp_off() -> Result<(), String> {
     let result = (|| {
         wait_for_socket(&sock, &mut child)?.ok_or("vmm ended early")?;
         let modes = thread_modes(child.id())?;
-        if let Some(t) = modes.iter().find(|(_, s, _)| s != "0") {
+        // A thread that ended while being read shows no status.
+        if let Some(t) = modes.iter().find(|(_, s, _)| !s.is_empty() && s != "0") {
             return Err(format!("--seccomp off, yet {t:?} is filtered"));
         }
         Ok(())
