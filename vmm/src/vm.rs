@@ -160,6 +160,8 @@ pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
 /// Builds the VM, runs it until it stops, and returns why it stopped.
 pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     validate(cfg)?;
+    // Checked now, written when the VM stops.
+    let stats_file = cfg.stats_json.as_deref().map(open_stats_file).transpose()?;
     let image = read_kernel(&cfg.kernel, cfg.mem_mib << 20)?;
     let kvm = open_kvm()?;
     let vm = kvm
@@ -247,8 +249,9 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     let reason = run_until_stopped(vcpus, &shared, cfg.timeout, publish)?;
     // The socket goes away with the VM.
     drop(api);
-    if let Some(path) = &cfg.stats_json {
-        write_stats(&shared, path)?;
+    if let (Some(path), Some(file)) = (&cfg.stats_json, stats_file) {
+        write_stats(source.as_ref(), &reason, file)
+            .map_err(|e| VmError::StatsFile(path.display().to_string(), e))?;
     }
     if cfg.stats {
         print_summary(source.as_ref());
@@ -273,19 +276,40 @@ fn config_info(cfg: &VmConfig) -> model::VmConfigInfo {
     }
 }
 
-/// `--stats`: the `vmm stats` table, from the vCPUs' final publications.
+/// `--stats`: the `vmm stats` table, from the vCPUs' final publications,
+/// on stderr as `perf stat`'s (stdout carries the guest's serial output).
 fn print_summary(source: &VmSource) {
     let table = report::of_source(source);
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::stderr().lock();
     if let Err(e) = out.write_all(table.as_bytes()).and_then(|()| out.flush()) {
         log::warn!("printing the statistics summary: {e}");
     }
 }
 
-fn write_stats(shared: &VmShared, path: &std::path::Path) -> Result<(), VmError> {
-    let json =
-        serde_json::to_vec_pretty(&final_stats(shared)).map_err(|e| VmError::Host(e.into()))?;
-    std::fs::write(path, json).map_err(|e| VmError::StatsFile(path.display().to_string(), e))
+/// Opens `--stats-json PATH` for writing (created if missing, left as is
+/// until the VM stops), so a path that cannot be written is refused before
+/// the guest runs.
+fn open_stats_file(path: &std::path::Path) -> Result<std::fs::File, VmError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| VmError::Config(format!("--stats-json {}: {e}", path.display())))
+}
+
+/// Writes the `vmm stats --json` snapshot of the stopped VM plus why it
+/// stopped and the exit status (`StatsFile` in the OpenAPI file).
+fn write_stats(
+    source: &VmSource,
+    reason: &StopReason,
+    mut file: std::fs::File,
+) -> Result<(), std::io::Error> {
+    let body = crate::stats_cmd::StatsFile::of(source, reason);
+    let json = serde_json::to_vec_pretty(&body).map_err(std::io::Error::from)?;
+    file.set_len(0)?;
+    file.write_all(&json)?;
+    file.write_all(b"\n")
 }
 
 fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {

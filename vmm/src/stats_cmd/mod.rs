@@ -16,11 +16,15 @@ use crate::api::model::{Exits, HostPmuInfo, HostPmuList, Timeline, VcpuList, Vcp
 use crate::report;
 
 /// `vmm stats` arguments.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct StatsArgs {
-    /// The API socket of a running `vmm run --api-sock PATH`.
-    #[arg(long, value_name = "PATH")]
-    pub api_sock: PathBuf,
+    /// The API socket of a running VM. Default: the only VM running (see
+    /// `vmm list`).
+    #[arg(long, value_name = "PATH", conflicts_with = "pid")]
+    pub api_sock: Option<PathBuf>,
+    /// The VM run by process PID (its socket in the runtime directory).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
     /// Print the raw JSON (VM, vCPUs, host PMUs, exits) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -39,6 +43,154 @@ pub struct Snapshot {
     pub vcpus: Vec<VcpuPmu>,
     pub host_pmus: Vec<HostPmuInfo>,
     pub exits: Exits,
+}
+
+/// What `--stats-json` writes: the `vmm stats --json` snapshot of the
+/// stopped VM, plus why it stopped (`StatsFile` in the OpenAPI file).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StatsFile {
+    #[serde(flatten)]
+    pub snapshot: Snapshot,
+    pub exit: ExitInfo,
+}
+
+/// Why the VM stopped, and `vmm run`'s exit status.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ExitInfo {
+    /// `guest-exit`, `timeout`, `guest-crash`, `signal` or `vmm-error`.
+    pub reason: String,
+    pub status: u8,
+    /// The crash or error, or the signal number, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl StatsFile {
+    /// The final snapshot of `source` and why the VM stopped.
+    pub fn of(source: &dyn crate::api::StatsSource, reason: &crate::shared::StopReason) -> Self {
+        use crate::shared::StopReason;
+        let vcpus = source
+            .vcpu_ids()
+            .into_iter()
+            .filter_map(|id| source.vcpu_pmu(id))
+            .collect();
+        let detail = match reason {
+            StopReason::GuestExit(_) | StopReason::Timeout => None,
+            StopReason::GuestCrash(w) | StopReason::VmmError(w) => Some(w.clone()),
+            StopReason::Signal(sig) => Some(sig.to_string()),
+        };
+        StatsFile {
+            snapshot: Snapshot {
+                vm: source.vm(),
+                vcpus,
+                host_pmus: source.host_pmus(),
+                exits: source.exits(),
+            },
+            exit: ExitInfo {
+                reason: reason.kind().to_string(),
+                status: reason.exit_status(),
+                detail,
+            },
+        }
+    }
+}
+
+/// Why `vmm stats` found no VM to attach to.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("no running VM in {0} (is `vmm run` running? else give --api-sock PATH)")]
+    NoVm(String),
+    #[error("{0} VMs running: choose one with --pid N or --api-sock PATH (see `vmm list`)")]
+    Several(usize),
+    #[error("no VM of PID {0} in {1}")]
+    NoSuchPid(u32, String),
+}
+
+impl AttachError {
+    /// 1 when there is nothing to attach to, 2 when the choice is the user's.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            AttachError::Several(_) => crate::exit_status::CONFIG,
+            _ => crate::exit_status::STATS_UNREACHABLE,
+        }
+    }
+}
+
+/// The socket `vmm stats` talks to: `--api-sock`, `--pid`'s, or the only
+/// running VM's.
+pub fn target(api_sock: Option<&Path>, pid: Option<u32>) -> Result<PathBuf, AttachError> {
+    if let Some(p) = api_sock {
+        return Ok(p.to_path_buf());
+    }
+    let dir = crate::runtime::dir();
+    let running = crate::runtime::running_in(&dir);
+    if let Some(pid) = pid {
+        return running
+            .into_iter()
+            .find(|e| e.pid == pid)
+            .map(|e| e.socket)
+            .ok_or_else(|| AttachError::NoSuchPid(pid, dir.display().to_string()));
+    }
+    match running.as_slice() {
+        [] => Err(AttachError::NoVm(dir.display().to_string())),
+        [one] => Ok(one.socket.clone()),
+        many => {
+            eprint!("{}", list_table(many));
+            Err(AttachError::Several(many.len()))
+        }
+    }
+}
+
+/// The `vmm list` table of `entries`: each VM asked for its configuration
+/// and uptime (`-` where it does not answer).
+pub fn list_table(entries: &[crate::runtime::Entry]) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "{:>8}  {:>10}  {:>5}  {:<16}  {}\n",
+        "PID", "UPTIME", "VCPUS", "PMU", "SOCKET"
+    );
+    for e in entries {
+        let (uptime, vcpus, pmu) = match client::get_json::<VmInfo>(&e.socket, "/v1/vm") {
+            Ok(vm) => {
+                let p = &vm.config.vpmu;
+                let pmu = if p.enabled {
+                    format!(
+                        "{} v{} {}+{}",
+                        p.arch, p.version, p.gp_counters, p.fixed_counters
+                    )
+                } else {
+                    "off".to_string()
+                };
+                (
+                    format!("{:.1}s", vm.uptime_ms as f64 / 1000.0),
+                    vm.config.vcpus.to_string(),
+                    pmu,
+                )
+            }
+            Err(_) => ("-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            out,
+            "{:>8}  {uptime:>10}  {vcpus:>5}  {pmu:<16}  {}",
+            e.pid,
+            e.socket.display()
+        );
+    }
+    out
+}
+
+/// `vmm list`: the running VMs of this user's runtime directory.
+pub fn list() -> u8 {
+    let running = crate::runtime::running();
+    if running.is_empty() {
+        eprintln!(
+            "vmm list: no running VM in {}",
+            crate::runtime::dir().display()
+        );
+        return 0;
+    }
+    print!("{}", list_table(&running));
+    0
 }
 
 /// Reads a [`Snapshot`] from the API.
@@ -90,13 +242,20 @@ pub fn main(args: &StatsArgs) -> u8 {
             return crate::exit_status::CONFIG;
         }
     };
+    let sock = match target(args.api_sock.as_deref(), args.pid) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vmm stats: {e}");
+            return e.exit_status();
+        }
+    };
     let Some(every) = watch else {
-        return once(args);
+        return once(args, &sock);
     };
     catch_sigint();
     let mut first = true;
     loop {
-        match fetch(&args.api_sock) {
+        match fetch(&sock) {
             Ok(snap) => {
                 let mut out = String::new();
                 if args.json {
@@ -113,14 +272,14 @@ pub fn main(args: &StatsArgs) -> u8 {
                 }
                 print!("{out}");
                 if let Some(path) = &args.timeline {
-                    if let Err(e) = write_timeline(&args.api_sock, &snap.host_pmus, path) {
+                    if let Err(e) = write_timeline(&sock, &snap.host_pmus, path) {
                         eprintln!("vmm stats: {e}");
                     }
                 }
             }
             Err(e) => {
                 if first {
-                    eprintln!("vmm stats: {}: {e}", args.api_sock.display());
+                    eprintln!("vmm stats: {}: {e}", sock.display());
                     return crate::exit_status::STATS_UNREACHABLE;
                 }
                 // The VM went away.
@@ -142,16 +301,16 @@ pub fn main(args: &StatsArgs) -> u8 {
     }
 }
 
-fn once(args: &StatsArgs) -> u8 {
-    let snap = match fetch(&args.api_sock) {
+fn once(args: &StatsArgs, sock: &Path) -> u8 {
+    let snap = match fetch(sock) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("vmm stats: {}: {e}", args.api_sock.display());
+            eprintln!("vmm stats: {}: {e}", sock.display());
             return crate::exit_status::STATS_UNREACHABLE;
         }
     };
     if let Some(path) = &args.timeline {
-        if let Err(e) = write_timeline(&args.api_sock, &snap.host_pmus, path) {
+        if let Err(e) = write_timeline(sock, &snap.host_pmus, path) {
             eprintln!("vmm stats: {e}");
             return crate::exit_status::STATS_UNREACHABLE;
         }

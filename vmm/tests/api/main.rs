@@ -573,10 +573,10 @@ fn stats_command_prints_a_table_json_and_timeline() {
         "thousands separators"
     );
     let args = |json: bool, timeline: Option<PathBuf>| vmm::stats_cmd::StatsArgs {
-        api_sock: sock.clone(),
+        api_sock: Some(sock.clone()),
         json,
-        watch: None,
         timeline,
+        ..Default::default()
     };
     assert_eq!(vmm::stats_cmd::main(&args(false, None)), 0);
     assert_eq!(vmm::stats_cmd::main(&args(true, None)), 0);
@@ -589,10 +589,8 @@ fn stats_command_prints_a_table_json_and_timeline() {
     assert!(text.contains("vcpu1 gp"));
     // An unreachable socket is an error status, not a panic.
     let gone = vmm::stats_cmd::StatsArgs {
-        api_sock: tmpdir().join("none.sock"),
-        json: false,
-        watch: None,
-        timeline: None,
+        api_sock: Some(tmpdir().join("none.sock")),
+        ..Default::default()
     };
     assert_eq!(vmm::stats_cmd::main(&gone), 1);
 }
@@ -626,10 +624,10 @@ fn timeline_has_one_lane_per_host_pmu() {
 fn watch_stops_when_the_vm_goes_away() {
     let (s, sock, _src) = server();
     let args = vmm::stats_cmd::StatsArgs {
-        api_sock: sock,
+        api_sock: Some(sock),
         json: true,
         watch: Some(0.1),
-        timeline: None,
+        ..Default::default()
     };
     let t = std::thread::spawn(move || vmm::stats_cmd::main(&args));
     std::thread::sleep(Duration::from_millis(400));

@@ -152,18 +152,25 @@ fn sigterm() -> Result<(), String> {
 fn default_guest() -> Result<(), String> {
     let run = vmm(&["run"])?;
     run.expect_status(0)?;
-    // The guest perf demo on 2 vCPUs: perf stat tables, a perf report, then
-    // the host-side summary.
+    // The guest perf demo on 2 vCPUs: perf stat tables and a perf report on
+    // stdout (the guest's serial), the host-side summary on stderr (as perf
+    // stat's), so the two never interleave.
     for want in [
         "Performance counter stats for 'int-loop' on cpu 0:",
         "Performance counter stats for 'branchy' on cpu 1:",
         "# Overhead  Samples  Symbol",
         "perf-demo: PASS",
-        "Performance counter stats for VM (2 vCPUs",
-        "Host PMUs:",
     ] {
         if !run.stdout.contains(want) {
             return Err(format!("default run lacks `{want}`:\n{}", run.stdout));
+        }
+    }
+    for want in ["Performance counter stats for VM (2 vCPUs", "Host PMUs:"] {
+        if !run.stderr.contains(want) {
+            return Err(format!("summary lacks `{want}`:\n{}", run.stderr));
+        }
+        if run.stdout.contains(want) {
+            return Err(format!("`{want}` on stdout, among the guest's output"));
         }
     }
     Ok(())
