@@ -204,6 +204,32 @@ fn curl_over_the_unix_socket() {
 }
 
 #[test]
+fn put_on_a_pmu_that_never_rotates_is_a_conflict() {
+    let src = FakeSource::new("no-pmu", 1, 5);
+    let path = tmpdir().join("norotate.sock");
+    let _s = api::spawn(&path, src.clone()).expect("spawn");
+    let before = src.pmus[0].interval_ms();
+    let r = put(&path, "/v1/host-pmus/software", r#"{"mux_interval_ms": 8}"#);
+    assert_eq!(r.status, 409);
+    assert_error_body(&r.body);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("never rotates"),
+        "{v}"
+    );
+    OpenApi::load().check("/v1/host-pmus/{name}", "put", "409", &v);
+    assert_eq!(src.pmus[0].interval_ms(), before);
+}
+
+#[test]
+fn stats_snapshot_matches_its_schema() {
+    let (_s, sock, _src) = server();
+    let snap = vmm::stats_cmd::fetch(&sock).unwrap();
+    let v = serde_json::to_value(&snap).unwrap();
+    OpenApi::load().check_component("StatsSnapshot", &v);
+}
+
+#[test]
 fn put_changes_the_interval_live_and_validates() {
     let (_s, sock, src) = server();
     let r = put(&sock, "/v1/host-pmus/cpu", r#"{"mux_interval_ms": 8}"#);

@@ -38,10 +38,11 @@ fn start_spin(xdg: &Path, extra: &[&str]) -> Result<Child, String> {
         kernel.to_str().ok_or("path")?,
         "--vcpus",
         "1",
-        "--timeout",
-        "60",
     ];
     args.extend_from_slice(extra);
+    if !extra.contains(&"--timeout") {
+        args.extend(["--timeout", "60"]);
+    }
     spawn_env(&args, &[("XDG_RUNTIME_DIR", xdg.as_os_str())])
 }
 
@@ -157,6 +158,17 @@ fn attach_by_default() -> Result<(), String> {
     none.expect_status(1)?;
     if !none.stderr.contains("no running VM") {
         return Err(format!("stats with no VM:\n{}", none.stderr));
+    }
+    // --stats-json: the `vmm stats --json` schema plus the exit.
+    let json = xdg.join("stats.json");
+    let json_arg = json.to_string_lossy().into_owned();
+    let t = start_spin(&xdg, &["--stats-json", &json_arg, "--timeout", "0.5"])?;
+    wait(t, Instant::now())?.expect_status(124)?;
+    let text = std::fs::read_to_string(&json).map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    crate::openapi::OpenApi::load().check_component("StatsFile", &v);
+    if v["exit"]["reason"] != "timeout" || v["exit"]["status"] != 124 {
+        return Err(format!("stats file exit: {}", v["exit"]));
     }
     let _ = std::fs::remove_dir_all(&xdg);
     Ok(())
