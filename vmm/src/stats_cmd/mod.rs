@@ -25,9 +25,32 @@ pub struct StatsArgs {
     /// The VM run by process PID (its socket in the runtime directory).
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
-    /// Print the raw JSON (VM, vCPUs, host PMUs, exits) instead of a table.
+    /// Print the raw JSON (VM, vCPUs, host PMUs, exits) instead of a table;
+    /// with --interval-ms or --watch, one JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// One line per guest counter of each vCPU instead of counts summed
+    /// per event across vCPUs (as `perf stat -A`).
+    #[arg(short = 'A', long)]
+    pub per_vcpu: bool,
+    /// Print the counts of every MS milliseconds, with timestamps, until
+    /// SIGINT or until the VM goes away (as `perf stat -I`).
+    #[arg(short = 'I', long, value_name = "MS", conflicts_with = "watch",
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub interval_ms: Option<u64>,
+    /// Stop after N intervals (with --interval-ms).
+    #[arg(long, value_name = "N", requires = "interval_ms")]
+    pub interval_count: Option<u64>,
+    /// CSV output with this field separator (as `perf stat -x`): [time,]
+    /// [vcpuN, counter,] value, unit, event, running ns, running %, metric
+    /// value, metric unit.
+    #[arg(
+        short = 'x',
+        long = "field-separator",
+        value_name = "SEP",
+        conflicts_with = "json"
+    )]
+    pub field_separator: Option<String>,
     /// Redraw every SECS seconds until SIGINT or until the VM goes away.
     #[arg(long, value_name = "SECS")]
     pub watch: Option<f64>,
@@ -249,6 +272,9 @@ pub fn main(args: &StatsArgs) -> u8 {
             return e.exit_status();
         }
     };
+    if let Some(ms) = args.interval_ms {
+        return interval(args, &sock, Duration::from_millis(ms));
+    }
     let Some(every) = watch else {
         return once(args, &sock);
     };
@@ -264,10 +290,11 @@ pub fn main(args: &StatsArgs) -> u8 {
                 } else {
                     // kvm_stat style: clear and redraw.
                     out.push_str("\x1b[H\x1b[2J");
-                    out.push_str(&report::render_table(
+                    out.push_str(&report::render(
                         &snap.vm,
                         &snap.vcpus,
                         &snap.host_pmus,
+                        args.per_vcpu,
                     ));
                 }
                 print!("{out}");
@@ -301,6 +328,101 @@ pub fn main(args: &StatsArgs) -> u8 {
     }
 }
 
+/// One line of `--interval-ms --json`: the snapshot and when it was taken.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct IntervalSnapshot {
+    /// Seconds since `vmm stats` started.
+    pub time_s: f64,
+    #[serde(flatten)]
+    pub snapshot: Snapshot,
+}
+
+/// Sleeps until `until`; false when interrupted.
+fn sleep_until(until: Instant) -> bool {
+    loop {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20).min(until - now));
+    }
+}
+
+/// `--interval-ms`: counts of each interval (deltas), timestamped, as
+/// `perf stat -I`; JSON lines of the cumulative snapshots with `--json`.
+fn interval(args: &StatsArgs, sock: &Path, every: Duration) -> u8 {
+    use std::io::Write as _;
+    catch_sigint();
+    let start = Instant::now();
+    let mut prev = match fetch(sock) {
+        Ok(s) => report::rows(&s.vcpus),
+        Err(e) => {
+            eprintln!("vmm stats: {}: {e}", sock.display());
+            return crate::exit_status::STATS_UNREACHABLE;
+        }
+    };
+    let sep = args.field_separator.as_deref();
+    if !args.json && sep.is_none() {
+        println!(
+            "#{:>14} {:>20}      {}",
+            "time",
+            "counts",
+            if args.per_vcpu {
+                "event                  vCPU    counter   host PMU"
+            } else {
+                "event"
+            }
+        );
+    }
+    let mut n = 0u64;
+    let mut next = start + every;
+    loop {
+        if args.interval_count.is_some_and(|c| n >= c) || !sleep_until(next) {
+            return 0;
+        }
+        next += every;
+        let snap = match fetch(sock) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("vmm stats: VM gone ({e})");
+                return 0;
+            }
+        };
+        let t = start.elapsed().as_secs_f64();
+        let cur = report::rows(&snap.vcpus);
+        let mut out = String::new();
+        if args.json {
+            let line = IntervalSnapshot {
+                time_s: t,
+                snapshot: snap,
+            };
+            out.push_str(&serde_json::to_string(&line).unwrap_or_default());
+            out.push('\n');
+        } else {
+            for l in report::lines(&report::deltas(&prev, &cur), args.per_vcpu, sep) {
+                match sep {
+                    Some(sep) => out.push_str(&format!("{t:.6}{sep}{l}\n")),
+                    None => out.push_str(&format!("{t:>15.6} {l}\n")),
+                }
+            }
+        }
+        let mut stdout = std::io::stdout().lock();
+        if stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            // The reader went away (a closed pipe).
+            return 0;
+        }
+        prev = cur;
+        n += 1;
+    }
+}
+
 fn once(args: &StatsArgs, sock: &Path) -> u8 {
     let snap = match fetch(sock) {
         Ok(s) => s,
@@ -323,10 +445,14 @@ fn once(args: &StatsArgs, sock: &Path) -> u8 {
                 return crate::exit_status::STATS_UNREACHABLE;
             }
         }
+    } else if let Some(sep) = &args.field_separator {
+        for l in report::lines(&report::rows(&snap.vcpus), args.per_vcpu, Some(sep)) {
+            println!("{l}");
+        }
     } else {
         print!(
             "{}",
-            report::render_table(&snap.vm, &snap.vcpus, &snap.host_pmus)
+            report::render(&snap.vm, &snap.vcpus, &snap.host_pmus, args.per_vcpu)
         );
     }
     0

@@ -229,6 +229,98 @@ fn stats_snapshot_matches_its_schema() {
     OpenApi::load().check_component("StatsSnapshot", &v);
 }
 
+/// `vmm stats ARGS` (the binary) against `sock`: status and stdout.
+fn vmm_stats(sock: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmm"))
+        .arg("stats")
+        .arg("--api-sock")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("run vmm stats");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn stats_aggregates_per_event_or_shows_each_vcpu() {
+    let (_s, sock, _src) = server();
+    let (st, agg, _) = vmm_stats(&sock, &[]);
+    assert_eq!(st, 0);
+    let (st, per, _) = vmm_stats(&sock, &["-A"]);
+    assert_eq!(st, 0);
+    let counted = |t: &str, ev: &str| {
+        t.lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some(ev))
+            .count()
+    };
+    // Two vCPUs counting cycles on gp0 and fixed1: one line summed, four
+    // per counter.
+    assert_eq!(counted(&agg, "cycles"), 1, "{agg}");
+    assert_eq!(counted(&per, "cycles"), 4, "{per}");
+    assert!(per.contains("vcpu1") && !agg.contains("vcpu1"));
+    let value = |t: &str| -> Vec<u64> {
+        t.lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("cycles"))
+            .filter_map(|l| l.split_whitespace().next()?.replace(',', "").parse().ok())
+            .collect()
+    };
+    assert_eq!(value(&agg)[0], value(&per).iter().sum::<u64>());
+}
+
+#[test]
+fn stats_interval_csv_and_json_lines() {
+    let (_s, sock, _src) = server();
+    let (st, out, err) = vmm_stats(&sock, &["-I", "100", "--interval-count", "2"]);
+    assert_eq!(st, 0, "{err}");
+    let mut lines = out.lines();
+    assert!(lines.next().unwrap().starts_with("#"), "{out}");
+    let times: std::collections::BTreeSet<String> = lines
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(times.len(), 2, "two intervals:\n{out}");
+    for t in &times {
+        let t: f64 = t.parse().unwrap();
+        assert!(t > 0.05 && t < 5.0, "{t}");
+    }
+    let (st, out, _) = vmm_stats(
+        &sock,
+        &["-I", "100", "--interval-count", "1", "-x", ";", "-A"],
+    );
+    assert_eq!(st, 0);
+    assert!(!out.is_empty());
+    for l in out.lines() {
+        let f: Vec<&str> = l.split(';').collect();
+        assert_eq!(f.len(), 10, "{l}");
+        assert!(
+            f[0].parse::<f64>().is_ok() && f[1].starts_with("vcpu"),
+            "{l}"
+        );
+    }
+    let (st, out, _) = vmm_stats(&sock, &["-x", ","]);
+    assert_eq!(st, 0);
+    assert!(out.lines().all(|l| l.split(',').count() == 7), "{out}");
+    assert!(
+        out.lines().any(|l| l.split(',').nth(2) == Some("cycles")),
+        "{out}"
+    );
+    let (st, out, _) = vmm_stats(&sock, &["-I", "100", "--interval-count", "3", "--json"]);
+    assert_eq!(st, 0);
+    let api = OpenApi::load();
+    let objs: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(objs.len(), 3);
+    for o in &objs {
+        assert!(o["time_s"].as_f64().is_some());
+        api.check_component("StatsSnapshot", o);
+    }
+}
+
 #[test]
 fn put_changes_the_interval_live_and_validates() {
     let (_s, sock, src) = server();
