@@ -21,7 +21,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
-use vpmu::source::CounterIndex;
 use vpmu::stats::CounterState;
 
 use super::StatsSource;
@@ -83,14 +82,6 @@ impl EncodeMetric for BucketHistogram {
 
     fn metric_type(&self) -> MetricType {
         Self::TYPE
-    }
-}
-
-/// `gp0`, `fixed1`: the name of a guest counter in labels and tables.
-pub fn counter_name(c: CounterIndex) -> String {
-    match c {
-        CounterIndex::Gp(i) => format!("gp{i}"),
-        CounterIndex::Fixed(i) => format!("fixed{i}"),
     }
 }
 

@@ -299,7 +299,7 @@ pub fn main(args: &StatsArgs) -> u8 {
                 }
                 print!("{out}");
                 if let Some(path) = &args.timeline {
-                    if let Err(e) = write_timeline(&sock, &snap.host_pmus, path) {
+                    if let Err(e) = write_timeline(&sock, &snap.vm, &snap.host_pmus, path) {
                         eprintln!("vmm stats: {e}");
                     }
                 }
@@ -432,7 +432,7 @@ fn once(args: &StatsArgs, sock: &Path) -> u8 {
         }
     };
     if let Some(path) = &args.timeline {
-        if let Err(e) = write_timeline(sock, &snap.host_pmus, path) {
+        if let Err(e) = write_timeline(sock, &snap.vm, &snap.host_pmus, path) {
             eprintln!("vmm stats: {e}");
             return crate::exit_status::STATS_UNREACHABLE;
         }
@@ -470,10 +470,24 @@ pub enum TimelineFileError {
     },
 }
 
-fn write_timeline(sock: &Path, pmus: &[HostPmuInfo], path: &Path) -> Result<(), TimelineFileError> {
-    let timelines = fetch_timelines(sock, pmus)?;
-    timeline::render_svg(path, &timelines).map_err(|source| TimelineFileError::Render {
-        path: path.to_path_buf(),
-        source,
+/// `--timeline`: one lane per host PMU that rotates (a PMU of unbounded
+/// capacity never does, and would only add an empty lane).
+fn write_timeline(
+    sock: &Path,
+    vm: &VmInfo,
+    pmus: &[HostPmuInfo],
+    path: &Path,
+) -> Result<(), TimelineFileError> {
+    let rotating: Vec<HostPmuInfo> = pmus
+        .iter()
+        .filter(|p| !p.capacity.unbounded)
+        .cloned()
+        .collect();
+    let timelines = fetch_timelines(sock, &rotating)?;
+    timeline::render_svg(path, &timelines, vm.config.vpmu.arch).map_err(|source| {
+        TimelineFileError::Render {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
