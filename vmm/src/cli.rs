@@ -34,6 +34,14 @@ pub enum Command {
     Stats(stats_cmd::StatsArgs),
     /// List the running VMs (PID, uptime, vCPUs, PMU, API socket).
     List,
+    /// Print a shell completion script (e.g. `vmm completions bash >
+    /// /etc/bash_completion.d/vmm`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `vmm manpage | man -l -`.
+    Manpage,
 }
 
 #[derive(Debug, clap::Args)]
@@ -324,7 +332,31 @@ pub fn main() -> u8 {
         Command::Run(args) => run(&args),
         Command::Stats(args) => stats_cmd::main(&args),
         Command::List => stats_cmd::list(),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "vmm", &mut std::io::stdout());
+            0
+        }
+        Command::Manpage => match manpage(&mut std::io::stdout()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("vmm manpage: {e}");
+                exit_status::VMM_ERROR
+            }
+        },
     }
+}
+
+/// The man page of `vmm` and its subcommands, from the clap definitions.
+pub fn manpage(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(cmd.clone()).render(out)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("vmm-{}", sub.get_name());
+        let sub = sub.clone().name(name);
+        clap_mangen::Man::new(sub).render(out)?;
+    }
+    Ok(())
 }
 
 /// Where the API is served: `--api-sock PATH`, nowhere with `none`, or by
@@ -435,6 +467,31 @@ mod tests {
         assert!(pmu.validate().unwrap_err().to_string().contains("1 to 4"));
         let (_, pmu) = guest(&["--fixed-counters", "3"]).unwrap();
         assert!(pmu.validate().is_err());
+    }
+
+    #[test]
+    fn completions_and_man_page_come_from_the_definitions() {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "vmm", &mut out);
+            let text = String::from_utf8(out).unwrap();
+            for word in ["api-sock", "interval-ms", "list", "vcpus"] {
+                assert!(text.contains(word), "{shell}: {word}");
+            }
+        }
+        let mut man = Vec::new();
+        manpage(&mut man).unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(man.starts_with(".ie"), "roff");
+        for word in [".TH vmm", ".TH vmm-run", ".TH vmm-stats", "api\\-sock"] {
+            assert!(man.contains(word), "{word}");
+        }
+        assert!(Cli::try_parse_from(["vmm", "completions", "tcsh"]).is_err());
     }
 
     #[test]
