@@ -315,6 +315,61 @@ pub fn lines(rows: &[Row], per_vcpu: bool, csv: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// `vmm stats --watch`, as kvm_stat: every event's total and its rate per
+/// second since the last refresh (`since`: seconds and the rows then;
+/// `-` on the first refresh).
+pub fn render_rates(
+    vm: &VmInfo,
+    cur: &[Row],
+    since: Option<(f64, &[Row])>,
+    per_vcpu: bool,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        " VM: {} vCPU{}, uptime {:.1} s ({})\n",
+        vm.config.vcpus,
+        if vm.config.vcpus == 1 { "" } else { "s" },
+        vm.uptime_ms as f64 / 1000.0,
+        vm.state
+    );
+    let group = |rows: &[Row]| {
+        if per_vcpu {
+            rows.to_vec()
+        } else {
+            aggregate(rows)
+        }
+    };
+    let totals = group(cur);
+    let rates: Option<Vec<Row>> = since.map(|(_, prev)| group(&deltas(prev, cur)));
+    let who = if per_vcpu { " vCPU    counter" } else { "" };
+    let _ = writeln!(
+        out,
+        " {:<22}{who} {:>20} {:>18}",
+        "Event", "Total", "Current/s"
+    );
+    for (i, t) in totals.iter().enumerate() {
+        let total = t.status.map_or_else(|| thousands(t.value), String::from);
+        let rate = match (&rates, since) {
+            (Some(r), Some((secs, _))) if secs > 0.0 => r
+                .get(i)
+                .filter(|d| d.status.is_none())
+                .map_or_else(|| "-".into(), |d| thousands((d.value as f64 / secs) as u64)),
+            _ => "-".into(),
+        };
+        let who = if per_vcpu {
+            format!(" vcpu{:<3} {:<7}", t.vcpu, t.counter)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, " {:<22}{who} {total:>20} {rate:>18}", t.event);
+    }
+    if totals.is_empty() {
+        out.push_str("     (no guest counter enabled)\n");
+    }
+    out
+}
+
 /// The per-vCPU table (`vmm stats -A`): one line per guest counter.
 pub fn render_table(vm: &VmInfo, vcpus: &[VcpuPmu], host_pmus: &[HostPmuInfo]) -> String {
     render(vm, vcpus, host_pmus, true)
@@ -491,6 +546,36 @@ mod tests {
         assert_eq!(d[1].value, 0);
         assert_eq!(d[2].value, 0);
         assert_eq!(d[5].value, 40, "a new counter counts from zero");
+    }
+
+    #[test]
+    fn watch_shows_totals_and_rates_per_second() {
+        let vm: VmInfo = serde_json::from_value(serde_json::json!({
+            "config": {"vcpus": 2, "memory_mib": 256, "vpmu": {"enabled": true,
+                "cpu_vendor": "intel", "arch": "intel", "version": 4, "gp_counters": 8,
+                "fixed_counters": 3, "full_width_writes": true},
+                "host_pmu": "auto", "scaling": "scaled", "grouping": "per-counter"},
+            "state": "running", "uptime_ms": 1500
+        }))
+        .unwrap();
+        let prev = sample();
+        let mut cur = sample();
+        cur[0].value += 1000;
+        cur[2].value += 3000;
+        let first = render_rates(&vm, &prev, None, false);
+        assert!(first.contains("Current/s"), "{first}");
+        let cycles = |t: &str| {
+            t.lines()
+                .find(|l| l.trim_start().starts_with("cycles"))
+                .unwrap()
+                .to_string()
+        };
+        assert!(cycles(&first).ends_with(" -"), "{first}");
+        // 4000 more cycles (8000 in all) over a quarter second.
+        let t = render_rates(&vm, &cur, Some((0.25, &prev)), false);
+        let l = cycles(&t);
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(f, ["cycles", "8,000", "16,000"], "{t}");
     }
 
     #[test]

@@ -280,23 +280,25 @@ pub fn main(args: &StatsArgs) -> u8 {
     };
     catch_sigint();
     let mut first = true;
+    let mut prev: Option<(Instant, Vec<report::Row>)> = None;
     loop {
         match fetch(&sock) {
             Ok(snap) => {
+                let now = Instant::now();
+                let rows = report::rows(&snap.vcpus);
                 let mut out = String::new();
                 if args.json {
                     out.push_str(&serde_json::to_string(&snap).unwrap_or_default());
                     out.push('\n');
                 } else {
-                    // kvm_stat style: clear and redraw.
+                    // kvm_stat style: clear and redraw, totals and rates.
                     out.push_str("\x1b[H\x1b[2J");
-                    out.push_str(&report::render(
-                        &snap.vm,
-                        &snap.vcpus,
-                        &snap.host_pmus,
-                        args.per_vcpu,
-                    ));
+                    let since = prev
+                        .as_ref()
+                        .map(|(t, r)| (now.duration_since(*t).as_secs_f64(), r.as_slice()));
+                    out.push_str(&report::render_rates(&snap.vm, &rows, since, args.per_vcpu));
                 }
+                prev = Some((now, rows));
                 print!("{out}");
                 if let Some(path) = &args.timeline {
                     if let Err(e) = write_timeline(&sock, &snap.vm, &snap.host_pmus, path) {
