@@ -25,7 +25,6 @@ pub use crate::shared::StopReason;
 use crate::vcpu::Vcpu;
 use crate::{event_loop, kick, pmu, report, VmError};
 use vpmu::config::PmuConfig;
-use vpmu::stats::VcpuStats;
 
 use crate::pmu::host::{HostPmuChoice, HostSide};
 use vpmu::core::policy::MuxPolicy;
@@ -257,11 +256,6 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
         print_summary(source.as_ref());
     }
     Ok(reason)
-}
-
-/// The last published statistics of every vCPU that has a multiplexer.
-pub fn final_stats(shared: &VmShared) -> Vec<VcpuStats> {
-    shared.vcpus.iter().filter_map(|v| v.counters()).collect()
 }
 
 /// The configuration the API reports.

@@ -298,12 +298,18 @@ fn bad_inputs() -> Result<(), String> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = vmm(&args)?;
         run.expect_status(2).map_err(|e| format!("{name}: {e}"))?;
-        if ["vcpus 0", "unknown flag"].contains(&name.as_str()) {
+        if ["vcpus 0", "unknown flag", "negative timeout"].contains(&name.as_str()) {
             // clap's own message, whole: the problem on the first line,
             // then the usage.
             let first = run.stderr.lines().next().unwrap_or_default();
+            let whole = if name == "vcpus 0" {
+                first.contains("0 is not in 1..=16")
+            } else {
+                run.stderr.contains("Usage: vmm run")
+            };
             if !first.starts_with("error: ")
-                || !run.stderr.contains("Usage: vmm run")
+                || !whole
+                || !run.stderr.contains("--help")
                 || run.stderr.contains("panicked")
             {
                 return Err(format!("{name}: not clap's whole message:\n{}", run.stderr));
