@@ -132,6 +132,9 @@ pub struct RunArgs {
     /// ($XDG_RUNTIME_DIR/vmm, /run/vmm for root); `none`: no API.
     #[arg(long, value_name = "PATH")]
     pub api_sock: Option<PathBuf>,
+    /// Write the guest's serial output to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub serial: Option<PathBuf>,
     /// Print the host-side statistics summary (as `vmm stats`) when the VM
     /// stops.
     #[arg(long)]
@@ -305,6 +308,7 @@ impl RunArgs {
             host_fault,
             sim_phases,
             stats_json: self.stats_json.clone(),
+            serial: self.serial.clone(),
             api_sock: self.api_sock.clone(),
             // The built-in demo always ends with the host-side view.
             stats: self.stats || self.kernel.is_none(),

@@ -67,8 +67,10 @@ pub struct VmConfig {
     pub host_fault: Option<i32>,
     /// `--sim-phases`: the simulated workload's phases.
     pub sim_phases: Vec<(u64, f64)>,
-    /// Write the final per-vCPU statistics as JSON here.
+    /// Write the final statistics as JSON here.
     pub stats_json: Option<PathBuf>,
+    /// The guest's serial output goes here instead of stdout.
+    pub serial: Option<PathBuf>,
     /// Serve the statistics API on this Unix socket.
     pub api_sock: Option<PathBuf>,
     /// Print the statistics summary when the VM stops.
@@ -161,6 +163,13 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     validate(cfg)?;
     // Checked now, written when the VM stops.
     let stats_file = cfg.stats_json.as_deref().map(open_stats_file).transpose()?;
+    let serial_out: Box<dyn Write + Send> = match &cfg.serial {
+        None => Box::new(std::io::stdout()),
+        Some(p) => Box::new(
+            std::fs::File::create(p)
+                .map_err(|e| VmError::Config(format!("--serial {}: {e}", p.display())))?,
+        ),
+    };
     let image = read_kernel(&cfg.kernel, cfg.mem_mib << 20)?;
     let kvm = open_kvm()?;
     let vm = kvm
@@ -214,9 +223,8 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     )
     .map_err(|e| VmError::Config(e.to_string()))?;
 
-    let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
     let pio = PioBus::new(
-        serial::new(uart_evt, stdout),
+        serial::new(uart_evt, serial_out),
         FwCfg::new(mem_size, u16::from(cfg.vcpus)),
     );
     let shared = Arc::new(

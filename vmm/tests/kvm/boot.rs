@@ -7,6 +7,7 @@ use crate::KvmTest;
 
 pub const TESTS: &[(&str, KvmTest)] = &[
     ("boot::hello_1_vcpu_elf64", || hello("hello.elf", 1)),
+    ("boot::serial_to_a_file", serial_file),
     ("boot::hello_4_vcpus_elf64", || hello("hello.elf", 4)),
     ("boot::hello_1_vcpu_multiboot", || hello("hello.mb.elf", 1)),
     ("boot::hello_4_vcpus_multiboot", || hello("hello.mb.elf", 4)),
@@ -40,6 +41,27 @@ fn runtime_selftest() -> Result<(), String> {
     run.expect_status(0)?;
     if !run.stdout.lines().any(|l| l.ends_with(" passed, 0 failed")) {
         return Err(format!("no passing summary:\n{}", run.stdout));
+    }
+    Ok(())
+}
+
+/// `--serial FILE`: the guest's output in the file, none on stdout; a
+/// file that cannot be created is refused before the guest runs.
+fn serial_file() -> Result<(), String> {
+    let path = std::env::temp_dir().join(format!("vmm-serial-{}.txt", std::process::id()));
+    let arg = path.to_string_lossy().into_owned();
+    let run = run_guest("hello.elf", &["--serial", &arg])?;
+    run.expect_status(0)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&path);
+    if !text.contains("hello from cpu 1 of 2") || !run.stdout.is_empty() {
+        return Err(format!("serial file:\n{text}\n--- stdout\n{}", run.stdout));
+    }
+    let run = run_guest("hello.elf", &["--serial", "/nonexistent-dir/serial.txt"])?;
+    run.expect_status(2)?;
+    one_line_error(&run)?;
+    if !run.stderr.contains("--serial") {
+        return Err(format!("no reason given:\n{}", run.stderr));
     }
     Ok(())
 }
