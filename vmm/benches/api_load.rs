@@ -45,9 +45,8 @@ fn run(vcpus: &str, api: bool, clients: usize, pause: Duration) -> Result<(u64, 
         "--cmdline",
         TICKS,
     ];
-    if api {
-        args.extend(["--api-sock", &sock_arg]);
-    }
+    // Without API: none at all (every run serves one by default).
+    args.extend(["--api-sock", if api { &sock_arg } else { "none" }]);
     let child = Command::new(env!("CARGO_BIN_EXE_vmm"))
         .args(&args)
         .stdout(Stdio::piped())

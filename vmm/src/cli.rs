@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::cpuid::CpuVendor;
 use crate::vm::{self, Kernel, StopReason, VmConfig};
-use crate::{exit_status, guests, stats_cmd};
+use crate::{exit_status, guests, runtime, stats_cmd};
 use vpmu::config::{PmuArch, PmuConfig};
 use vpmu::core::host_pmu::parse_mux_interval;
 use vpmu::core::policy::{Grouping, MuxPolicy, Scaling};
@@ -18,7 +18,8 @@ use crate::pmu::host::{parse_errno, parse_sim_phases, HostPmuChoice};
 #[command(
     name = "vmm",
     version,
-    about = "A KVM VMM with a virtual PMU (Intel architectural or AMD64)"
+    about = "A KVM VMM with a virtual PMU (Intel architectural or AMD64)",
+    arg_required_else_help = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -29,8 +30,18 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest and run it until it exits.
     Run(Box<RunArgs>),
-    /// Show a running VM's counter statistics (through its --api-sock).
+    /// Show a running VM's counter statistics (through its API socket).
     Stats(stats_cmd::StatsArgs),
+    /// List the running VMs (PID, uptime, vCPUs, PMU, API socket).
+    List,
+    /// Print a shell completion script (e.g. `vmm completions bash >
+    /// /etc/bash_completion.d/vmm`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `vmm manpage | man -l -`.
+    Manpage,
 }
 
 #[derive(Debug, clap::Args)]
@@ -40,7 +51,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub kernel: Option<PathBuf>,
     /// Number of vCPUs.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2,
+          value_parser = clap::value_parser!(u8).range(1..=i64::from(vm::MAX_VCPUS)))]
     pub vcpus: u8,
     /// Guest RAM in MiB.
     #[arg(long, default_value_t = 256)]
@@ -115,9 +127,14 @@ pub struct RunArgs {
     /// repeated), to measure the multiplexer's error when rates change.
     #[arg(long, value_name = "MS:MULT,...")]
     pub sim_phases: Option<String>,
-    /// Serve the statistics API (HTTP/1.1, JSON) on this Unix socket.
+    /// Serve the statistics API (HTTP/1.1, JSON) on this Unix socket
+    /// instead of the default PID.sock in the runtime directory
+    /// ($XDG_RUNTIME_DIR/vmm, /run/vmm for root); `none`: no API.
     #[arg(long, value_name = "PATH")]
     pub api_sock: Option<PathBuf>,
+    /// Write the guest's serial output to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub serial: Option<PathBuf>,
     /// Print the host-side statistics summary (as `vmm stats`) when the VM
     /// stops.
     #[arg(long)]
@@ -296,6 +313,7 @@ impl RunArgs {
             host_fault,
             sim_phases,
             stats_json: self.stats_json.clone(),
+            serial: self.serial.clone(),
             api_sock: self.api_sock.clone(),
             seccomp: self.seccomp.on(),
             // The built-in demo always ends with the host-side view.
@@ -315,41 +333,85 @@ pub fn main() -> u8 {
                 print!("{e}");
                 return 0;
             }
-            // One line: clap's first line names the problem.
-            let msg = e.to_string();
-            eprintln!("{}", msg.lines().next().unwrap_or("invalid arguments"));
+            // clap's whole message: the problem, possible values, usage.
+            eprint!("{e}");
             return exit_status::CONFIG;
         }
     };
     match cli.command {
         Command::Run(args) => run(&args),
         Command::Stats(args) => stats_cmd::main(&args),
+        Command::List => stats_cmd::list(),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "vmm", &mut std::io::stdout());
+            0
+        }
+        Command::Manpage => match manpage(&mut std::io::stdout()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("vmm manpage: {e}");
+                exit_status::VMM_ERROR
+            }
+        },
     }
 }
 
+/// The man page of `vmm` and its subcommands, from the clap definitions.
+pub fn manpage(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(cmd.clone()).render(out)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("vmm-{}", sub.get_name());
+        let sub = sub.clone().name(name);
+        clap_mangen::Man::new(sub).render(out)?;
+    }
+    Ok(())
+}
+
+/// Where the API is served: `--api-sock PATH`, nowhere with `none`, or by
+/// default `PID.sock` in the runtime directory (stale sockets of VMs gone
+/// are removed there first). A default that cannot be set up leaves the VM
+/// without API, with a warning; a path that does not fit `sun_path` is a
+/// configuration error.
+fn api_socket(arg: Option<&std::path::Path>) -> Result<Option<PathBuf>, crate::VmError> {
+    let path = match arg {
+        Some(p) if p == std::path::Path::new("none") => return Ok(None),
+        Some(p) => p.to_path_buf(),
+        None => match runtime::ensure_dir() {
+            Ok(dir) => {
+                runtime::running_in(&dir);
+                dir.join(format!("{}.sock", std::process::id()))
+            }
+            Err(e) => {
+                log::warn!("{e}: the VM runs without statistics API (give --api-sock PATH)");
+                return Ok(None);
+            }
+        },
+    };
+    crate::api::check_socket_path(&path).map_err(crate::VmError::Config)?;
+    Ok(Some(path))
+}
+
 fn run(args: &RunArgs) -> u8 {
-    let result = args.to_config().and_then(|cfg| vm::run(&cfg));
+    let result = args.to_config().and_then(|mut cfg| {
+        cfg.api_sock = api_socket(args.api_sock.as_deref())?;
+        vm::run(&cfg)
+    });
     match result {
         Err(e) => {
             eprintln!("vmm: {e}");
             e.exit_status()
         }
-        Ok(StopReason::GuestExit(status)) => status,
-        Ok(StopReason::Timeout) => {
-            eprintln!("vmm: timeout: guest stopped");
-            exit_status::TIMEOUT
-        }
-        Ok(StopReason::GuestCrash(what)) => {
-            eprintln!("vmm: guest crashed: {what}");
-            exit_status::GUEST_CRASH
-        }
-        Ok(StopReason::Signal(sig)) => {
-            eprintln!("vmm: stopped by signal {sig}");
-            exit_status::SIGNAL_BASE.wrapping_add(sig as u8)
-        }
-        Ok(StopReason::VmmError(what)) => {
-            eprintln!("vmm: {what}");
-            exit_status::VMM_ERROR
+        Ok(reason) => {
+            match &reason {
+                StopReason::GuestExit(_) => {}
+                StopReason::Timeout => eprintln!("vmm: timeout: guest stopped"),
+                StopReason::GuestCrash(what) => eprintln!("vmm: guest crashed: {what}"),
+                StopReason::Signal(sig) => eprintln!("vmm: stopped by signal {sig}"),
+                StopReason::VmmError(what) => eprintln!("vmm: {what}"),
+            }
+            reason.exit_status()
         }
     }
 }
@@ -415,6 +477,64 @@ mod tests {
         assert!(pmu.validate().unwrap_err().to_string().contains("1 to 4"));
         let (_, pmu) = guest(&["--fixed-counters", "3"]).unwrap();
         assert!(pmu.validate().is_err());
+    }
+
+    #[test]
+    fn completions_and_man_page_come_from_the_definitions() {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "vmm", &mut out);
+            let text = String::from_utf8(out).unwrap();
+            for word in ["api-sock", "interval-ms", "list", "vcpus"] {
+                assert!(text.contains(word), "{shell}: {word}");
+            }
+        }
+        let mut man = Vec::new();
+        manpage(&mut man).unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(man.starts_with(".ie"), "roff");
+        for word in [".TH vmm", ".TH vmm-run", ".TH vmm-stats", "api\\-sock"] {
+            assert!(man.contains(word), "{word}");
+        }
+        assert!(Cli::try_parse_from(["vmm", "completions", "tcsh"]).is_err());
+    }
+
+    #[test]
+    fn clap_messages_are_whole() {
+        let e = Cli::try_parse_from(["vmm"]).unwrap_err().to_string();
+        assert!(
+            e.contains("Usage: vmm <COMMAND>") && e.contains("list"),
+            "{e}"
+        );
+        let e = Cli::try_parse_from(["vmm", "run", "--vpmu", "maybe"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[possible values: on, off]"), "{e}");
+        let e = Cli::try_parse_from(["vmm", "run", "--vcpus", "300"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1..=16"), "{e}");
+        assert!(Cli::try_parse_from(["vmm", "run", "--vcpus", "0"]).is_err());
+        assert!(Cli::try_parse_from(["vmm", "run", "--vcpus", "16"]).is_ok());
+    }
+
+    #[test]
+    fn api_socket_none_long_and_explicit() {
+        assert_eq!(
+            api_socket(Some(std::path::Path::new("none"))).unwrap(),
+            None
+        );
+        let p = std::path::Path::new("/tmp/x.sock");
+        assert_eq!(api_socket(Some(p)).unwrap(), Some(p.to_path_buf()));
+        let long = PathBuf::from(format!("/tmp/{}.sock", "a".repeat(100)));
+        let e = api_socket(Some(&long)).unwrap_err();
+        assert_eq!(e.exit_status(), exit_status::CONFIG);
+        assert!(e.to_string().contains("sun_path"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`vcpu`]: the vCPU thread and `KVM_RUN` loop; [`vcpu::dispatch`]
 //!   handles one exit.
 //! - [`exits`]: per-vCPU PMU exit counts and handling times.
+//! - [`runtime`]: the runtime directory of per-VM API sockets.
 //! - [`report`]: the final statistics table (`vmm run --stats`,
 //!   `vmm stats`).
 //! - [`stats_source`]: the statistics API's view of a running VM.
@@ -33,6 +34,7 @@ pub mod guests;
 pub mod kick;
 pub mod pmu;
 pub mod report;
+pub mod runtime;
 pub mod seccomp;
 pub mod shared;
 pub mod stats_cmd;

@@ -30,6 +30,31 @@ pub enum StopReason {
     VmmError(String),
 }
 
+impl StopReason {
+    /// `vmm run`'s exit status for this stop (the README lists them).
+    pub fn exit_status(&self) -> u8 {
+        use crate::exit_status as st;
+        match self {
+            StopReason::GuestExit(status) => *status,
+            StopReason::Timeout => st::TIMEOUT,
+            StopReason::GuestCrash(_) => st::GUEST_CRASH,
+            StopReason::Signal(sig) => st::SIGNAL_BASE.wrapping_add(*sig as u8),
+            StopReason::VmmError(_) => st::VMM_ERROR,
+        }
+    }
+
+    /// `guest-exit`, `timeout`, `guest-crash`, `signal` or `vmm-error`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StopReason::GuestExit(_) => "guest-exit",
+            StopReason::Timeout => "timeout",
+            StopReason::GuestCrash(_) => "guest-crash",
+            StopReason::Signal(_) => "signal",
+            StopReason::VmmError(_) => "vmm-error",
+        }
+    }
+}
+
 /// State shared by the main thread and every vCPU thread.
 pub struct VmShared {
     pub vm: VmFd,

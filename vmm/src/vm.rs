@@ -25,7 +25,6 @@ pub use crate::shared::StopReason;
 use crate::vcpu::Vcpu;
 use crate::{event_loop, kick, pmu, report, VmError};
 use vpmu::config::PmuConfig;
-use vpmu::stats::VcpuStats;
 
 use crate::pmu::host::{HostPmuChoice, HostSide};
 use vpmu::core::policy::MuxPolicy;
@@ -68,8 +67,10 @@ pub struct VmConfig {
     pub host_fault: Option<i32>,
     /// `--sim-phases`: the simulated workload's phases.
     pub sim_phases: Vec<(u64, f64)>,
-    /// Write the final per-vCPU statistics as JSON here.
+    /// Write the final statistics as JSON here.
     pub stats_json: Option<PathBuf>,
+    /// The guest's serial output goes here instead of stdout.
+    pub serial: Option<PathBuf>,
     /// Serve the statistics API on this Unix socket.
     pub api_sock: Option<PathBuf>,
     /// `--seccomp`: put every thread under its seccomp filter.
@@ -162,6 +163,16 @@ pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
 /// Builds the VM, runs it until it stops, and returns why it stopped.
 pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     validate(cfg)?;
+    // Checked and opened now (the event loop's seccomp filter opens no
+    // files), written when the VM stops.
+    let stats_file = cfg.stats_json.as_deref().map(open_stats_file).transpose()?;
+    let serial_out: Box<dyn Write + Send> = match &cfg.serial {
+        None => Box::new(std::io::stdout()),
+        Some(p) => Box::new(
+            std::fs::File::create(p)
+                .map_err(|e| VmError::Config(format!("--serial {}: {e}", p.display())))?,
+        ),
+    };
     let image = read_kernel(&cfg.kernel, cfg.mem_mib << 20)?;
     if cfg.seccomp {
         // Compiled now; each thread installs its own when it starts.
@@ -219,9 +230,8 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
     )
     .map_err(|e| VmError::Config(e.to_string()))?;
 
-    let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
     let pio = PioBus::new(
-        serial::new(uart_evt, stdout),
+        serial::new(uart_evt, serial_out),
         FwCfg::new(mem_size, u16::from(cfg.vcpus)),
     );
     let shared = Arc::new(
@@ -250,31 +260,17 @@ pub fn run(cfg: &VmConfig) -> Result<StopReason, VmError> {
         .transpose()
         .map_err(|e| VmError::Api(e.to_string()))?;
     let publish = api.as_ref().map(|_| API_PUBLISH_INTERVAL);
-    // Created before the event loop, whose seccomp filter opens no files.
-    let stats_file = cfg
-        .stats_json
-        .as_ref()
-        .map(|path| {
-            std::fs::File::create(path)
-                .map(|f| (path, f))
-                .map_err(|e| VmError::StatsFile(path.display().to_string(), e))
-        })
-        .transpose()?;
     let reason = run_until_stopped(vcpus, &shared, cfg.timeout, publish)?;
     // The socket goes away with the VM.
     drop(api);
-    if let Some((path, file)) = stats_file {
-        write_stats(&shared, path, file)?;
+    if let (Some(path), Some(file)) = (&cfg.stats_json, stats_file) {
+        write_stats(source.as_ref(), &reason, file)
+            .map_err(|e| VmError::StatsFile(path.display().to_string(), e))?;
     }
     if cfg.stats {
         print_summary(source.as_ref());
     }
     Ok(reason)
-}
-
-/// The last published statistics of every vCPU that has a multiplexer.
-pub fn final_stats(shared: &VmShared) -> Vec<VcpuStats> {
-    shared.vcpus.iter().filter_map(|v| v.counters()).collect()
 }
 
 /// The configuration the API reports.
@@ -289,24 +285,40 @@ fn config_info(cfg: &VmConfig) -> model::VmConfigInfo {
     }
 }
 
-/// `--stats`: the `vmm stats` table, from the vCPUs' final publications.
+/// `--stats`: the `vmm stats` table, from the vCPUs' final publications,
+/// on stderr as `perf stat`'s (stdout carries the guest's serial output).
 fn print_summary(source: &VmSource) {
     let table = report::of_source(source);
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::stderr().lock();
     if let Err(e) = out.write_all(table.as_bytes()).and_then(|()| out.flush()) {
         log::warn!("printing the statistics summary: {e}");
     }
 }
 
+/// Opens `--stats-json PATH` for writing (created if missing, left as is
+/// until the VM stops), so a path that cannot be written is refused before
+/// the guest runs.
+fn open_stats_file(path: &std::path::Path) -> Result<std::fs::File, VmError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| VmError::Config(format!("--stats-json {}: {e}", path.display())))
+}
+
+/// Writes the `vmm stats --json` snapshot of the stopped VM plus why it
+/// stopped and the exit status (`StatsFile` in the OpenAPI file).
 fn write_stats(
-    shared: &VmShared,
-    path: &std::path::Path,
+    source: &VmSource,
+    reason: &StopReason,
     mut file: std::fs::File,
-) -> Result<(), VmError> {
-    let json =
-        serde_json::to_vec_pretty(&final_stats(shared)).map_err(|e| VmError::Host(e.into()))?;
-    file.write_all(&json)
-        .map_err(|e| VmError::StatsFile(path.display().to_string(), e))
+) -> Result<(), std::io::Error> {
+    let body = crate::stats_cmd::StatsFile::of(source, reason);
+    let json = serde_json::to_vec_pretty(&body).map_err(std::io::Error::from)?;
+    file.set_len(0)?;
+    file.write_all(&json)?;
+    file.write_all(b"\n")
 }
 
 fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {

@@ -51,7 +51,8 @@ pub trait StatsSource: Send + Sync + 'static {
     /// Every host PMU (empty when the host side does not multiplex).
     fn host_pmus(&self) -> Vec<model::HostPmuInfo>;
     /// Sets a PMU's rotation interval live. [`ApiError::NotFound`] for an
-    /// unknown PMU, [`ApiError::BadRequest`] for a value outside 1..=10000.
+    /// unknown PMU, [`ApiError::BadRequest`] for a value outside 1..=10000,
+    /// [`ApiError::Conflict`] for a PMU that never rotates.
     fn set_mux_interval_ms(&self, pmu: &str, ms: u64) -> Result<model::HostPmuInfo, ApiError>;
     /// Rotation history of one PMU; `None` for an unknown PMU.
     fn timeline(&self, pmu: &str) -> Option<model::Timeline>;
@@ -63,6 +64,9 @@ pub trait StatsSource: Send + Sync + 'static {
 /// Errors of the API: those of a request carry their HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The request cannot apply in the current state (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -80,6 +84,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::NotFound(_) => 404,
+            ApiError::Conflict(_) => 409,
             ApiError::BadRequest(_) => 400,
             ApiError::Unavailable(_) => 503,
             ApiError::Socket(..) | ApiError::SocketPath(..) => 500,
@@ -94,6 +99,33 @@ pub fn spawn(path: &Path, source: Arc<dyn StatsSource>) -> Result<ApiServer, Api
     server::ApiServer::start(path, source)
 }
 
+/// Longest socket path `bind(2)` takes: `sun_path` less its NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// Checks that a socket can be bound at `path`: the path, and the staging
+/// name the server binds first (`DIR/.api-PID-SEQ/api.sock`, see
+/// `server::bind`), fit `sun_path`. A longer path would be accepted by
+/// nothing and reached by no client, so it is refused before the VM starts.
+pub fn check_socket_path(path: &Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let len = path.as_os_str().as_bytes().len();
+    let dir_len = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.as_os_str().as_bytes().len(),
+        _ => 1,
+    };
+    // Sequence numbers up to 3 digits: a VM binds one socket.
+    let staging = dir_len + format!("/.api-{}-999/api.sock", std::process::id()).len();
+    let need = len.max(staging);
+    if need > MAX_SOCKET_PATH {
+        return Err(format!(
+            "--api-sock {}: a Unix socket path is limited to {MAX_SOCKET_PATH} bytes \
+             (sun_path), and binding it needs {need}; choose a shorter path",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 /// A [`StatsSource::set_mux_interval_ms`] helper over the shared host PMUs.
 pub fn set_interval(
     pmus: &[Arc<vpmu::core::HostPmu>],
@@ -105,6 +137,12 @@ pub fn set_interval(
         .iter()
         .find(|p| p.name() == name)
         .ok_or_else(|| ApiError::NotFound(format!("no host PMU `{name}`")))?;
+    if pmu.capacity().unbounded {
+        return Err(ApiError::Conflict(format!(
+            "host PMU `{name}` has unbounded capacity and never rotates: \
+             its rotation interval has no effect"
+        )));
+    }
     pmu.set_interval_ms(ms)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok(model::HostPmuInfo::of(pmu, vcpus))

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::api::metrics::counter_name;
 use crate::api::model::Timeline;
+use vpmu::config::PmuArch;
+use vpmu::guest::counter_name;
 use vpmu::source::CounterIndex;
 
 const WIDTH: u32 = 1200;
@@ -39,8 +40,14 @@ struct Lane<'a> {
 #[error(transparent)]
 pub struct TimelineError(#[from] DrawingAreaErrorKind<std::io::Error>);
 
-/// Writes the timeline of `timelines` (one lane each) to `path`.
-pub fn render_svg(path: &Path, timelines: &[Timeline]) -> Result<(), TimelineError> {
+/// Share of the plot's width left of the first point for the row labels,
+/// so they never overlap a bar.
+const LABEL_GUTTER: f64 = 0.12;
+
+/// Writes the timeline of `timelines` (one lane each) to `path`; guest
+/// counters are named as the `arch` guest PMU names them (`gp0`, `fixed1`,
+/// `perf_ctr0`), as in the API, tables and metrics.
+pub fn render_svg(path: &Path, timelines: &[Timeline], arch: PmuArch) -> Result<(), TimelineError> {
     // Per vCPU: last time seen anywhere, to close the last interval.
     let mut vcpu_end: BTreeMap<u32, u64> = BTreeMap::new();
     let (mut t_min, mut t_max) = (u64::MAX, 0u64);
@@ -94,7 +101,10 @@ pub fn render_svg(path: &Path, timelines: &[Timeline]) -> Result<(), TimelineErr
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(10)
-        .build_cartesian_2d(ms(t_min)..ms(t_max), total_rows..0.0)?;
+        .build_cartesian_2d(
+            ms(t_min) - (ms(t_max) - ms(t_min)) * LABEL_GUTTER..ms(t_max),
+            total_rows..0.0,
+        )?;
     chart
         .configure_mesh()
         .disable_y_mesh()
@@ -102,7 +112,8 @@ pub fn render_svg(path: &Path, timelines: &[Timeline]) -> Result<(), TimelineErr
         .x_desc("vCPU run time (ms)")
         .draw()?;
 
-    let x0 = ms(t_min);
+    // Labels in the gutter, bars from the first point on.
+    let x0 = ms(t_min) - (ms(t_max) - ms(t_min)) * LABEL_GUTTER;
     for (li, lane) in lanes.iter().enumerate() {
         let shade = if li % 2 == 0 {
             RGBColor(245, 245, 250)
@@ -152,7 +163,7 @@ pub fn render_svg(path: &Path, timelines: &[Timeline]) -> Result<(), TimelineErr
             }
             chart.draw_series(bars)?;
             chart.draw_series(std::iter::once(Text::new(
-                format!("vcpu{vcpu} {}", counter_name(*counter)),
+                format!("vcpu{vcpu} {}", counter_name(arch, *counter)),
                 (x0, y + 0.15),
                 ("sans-serif", 11).into_font().color(&BLACK),
             )))?;

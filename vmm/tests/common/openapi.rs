@@ -31,11 +31,21 @@ impl OpenApi {
         media["schema"].clone()
     }
 
+    /// Validates `value` against the schema `components/schemas/NAME`.
+    pub fn check_component(&self, name: &str, value: &Value) {
+        let schema = serde_json::json!({ "$ref": format!("#/components/schemas/{name}") });
+        self.validate(schema, value, name);
+    }
+
     /// Validates `value` against the response schema of (path, method,
     /// status), resolving `$ref`s in the document (JSON Schema 2020-12, as
     /// OpenAPI 3.1 uses).
     pub fn check(&self, path: &str, method: &str, status: &str, value: &Value) {
         let schema = self.schema(path, method, status);
+        self.validate(schema, value, &format!("{method} {path} {status}"));
+    }
+
+    fn validate(&self, schema: Value, value: &Value, what: &str) {
         let mut root = serde_json::Map::new();
         root.insert("components".into(), self.doc["components"].clone());
         root.insert("allOf".into(), Value::Array(vec![schema]));
@@ -47,7 +57,7 @@ impl OpenApi {
             .collect();
         assert!(
             errors.is_empty(),
-            "{method} {path} {status} does not match the OpenAPI schema:\n{}",
+            "{what} does not match the OpenAPI schema:\n{}",
             errors.join("\n")
         );
     }

@@ -251,21 +251,43 @@ fn multiplexed_vs_unmultiplexed() -> Result<(), String> {
 
 /// Plain `vmm run` as an AMD host runs it (`--cpu-vendor amd` stands for
 /// the host's vendor here): the guest perf tool picks its AMD driver by
-/// vendor, counts and samples with PERF_CTRs, and the host-side summary
-/// names them `perf_ctrN`.
+/// vendor, counts and samples with PERF_CTRs, and the host side names them
+/// `perf_ctrN` (the final statistics; the summary on stderr sums events).
 fn default_guest_amd() -> Result<(), String> {
-    let run = crate::harness::vmm(&["run", "--cpu-vendor", "amd"])?;
+    let json = std::env::temp_dir().join(format!("vmm-amd-default-{}.json", std::process::id()));
+    let json_arg = json.to_string_lossy().into_owned();
+    let run = crate::harness::vmm(&["run", "--cpu-vendor", "amd", "--stats-json", &json_arg])?;
+    let text = std::fs::read_to_string(&json);
+    let _ = std::fs::remove_file(&json);
     run.expect_status(0)?;
     for want in [
         "perf-demo: AMD PMU driver: version 2 (PerfMonV2), 6 counters",
         "Performance counter stats for 'branchy' on cpu 1:",
         "# Overhead  Samples  Symbol",
         "perf-demo: PASS",
-        "perf_ctr0",
     ] {
         if !run.stdout.contains(want) {
             return Err(format!("AMD run lacks `{want}`:\n{}", run.stdout));
         }
+    }
+    if !run
+        .stderr
+        .contains("Performance counter stats for VM (2 vCPUs")
+    {
+        return Err(format!("no host-side summary on stderr:\n{}", run.stderr));
+    }
+    let file: vmm::stats_cmd::StatsFile =
+        serde_json::from_str(&text.map_err(|e| format!("stats file: {e}"))?)
+            .map_err(|e| format!("stats JSON: {e}"))?;
+    let names: Vec<String> = file
+        .snapshot
+        .vcpus
+        .iter()
+        .filter_map(|v| v.stats.as_ref())
+        .flat_map(|s| s.counters.iter().map(|c| c.name.clone()))
+        .collect();
+    if !names.iter().any(|n| n == "perf_ctr0") || names.iter().any(|n| n.starts_with("gp")) {
+        return Err(format!("AMD counters named {names:?}, want perf_ctrN"));
     }
     Ok(())
 }

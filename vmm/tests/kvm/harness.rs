@@ -55,8 +55,14 @@ fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
 
 /// Starts `vmm <args>` with piped output.
 pub fn spawn(args: &[&str]) -> Result<Child, String> {
+    spawn_env(args, &[])
+}
+
+/// Starts `vmm <args>` with piped output and `env` added to its environment.
+pub fn spawn_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result<Child, String> {
     Command::new(env!("CARGO_BIN_EXE_vmm"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -132,6 +138,19 @@ pub fn run_guest_with_stats(
         return Ok((run, Vec::new()));
     }
     let text = text.map_err(|e| format!("stats file: {e}"))?;
-    let stats = serde_json::from_str(&text).map_err(|e| format!("stats JSON: {e}"))?;
+    let file: vmm::stats_cmd::StatsFile =
+        serde_json::from_str(&text).map_err(|e| format!("stats JSON: {e}"))?;
+    if file.exit.reason != "guest-exit" || file.exit.status != 0 {
+        return Err(format!(
+            "stats file exit {:?}, want guest-exit 0",
+            file.exit
+        ));
+    }
+    let stats = file
+        .snapshot
+        .vcpus
+        .into_iter()
+        .filter_map(|v| v.stats)
+        .collect();
     Ok((run, stats))
 }

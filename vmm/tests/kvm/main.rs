@@ -10,6 +10,7 @@ mod harness;
 mod mux;
 #[path = "../common/openapi.rs"]
 mod openapi;
+mod operators;
 mod pmu;
 #[path = "../common/prometheus.rs"]
 mod prometheus;
@@ -40,6 +41,7 @@ fn main() {
         .chain(faults::TESTS)
         .chain(bench::TESTS)
         .chain(sandbox::TESTS)
+        .chain(operators::TESTS)
         .map(|&(name, f)| {
             Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(!kvm)
         })
