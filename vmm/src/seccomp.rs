@@ -311,10 +311,13 @@ pub fn program(kind: ThreadKind) -> Result<BpfProgram, SeccompError> {
 impl Filters {
     /// Compiles every kind's filter (before any thread needs one).
     ///
-    /// Also fixes glibc's malloc arena limit: without one, the first
-    /// thread to need a new arena opens `/sys/devices/system/cpu/online`
-    /// to count CPUs, which no filter allows (seen with 64 API
-    /// connection threads).
+    /// Also keeps glibc's malloc in its main arena (`M_ARENA_MAX` 1): the
+    /// first thread to need a new arena opens `/sys/devices/system/cpu/online`
+    /// to count CPUs (seen with 64 API connection threads), and the first
+    /// shrink of a thread arena's heap opens `/proc/sys/vm/overcommit_memory`
+    /// (seen on an API connection thread), which no filter allows. The vCPU
+    /// threads do not allocate on the exit path, so one arena costs them
+    /// nothing.
     pub fn build() -> Result<Filters, SeccompError> {
         // SAFETY: mallopt only sets an allocator parameter.
         if unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) } != 1 {
@@ -331,8 +334,8 @@ impl Filters {
     }
 }
 
-/// glibc malloc arenas (its default is 8 per CPU, counted lazily).
-const MALLOC_ARENAS: libc::c_int = 8;
+/// glibc malloc arenas: the main one only (see [`Filters::build`]).
+const MALLOC_ARENAS: libc::c_int = 1;
 
 static FILTERS: OnceLock<Filters> = OnceLock::new();
 

@@ -295,14 +295,14 @@ fn print_summary(source: &VmSource) {
     }
 }
 
-/// Opens `--stats-json PATH` for writing (created if missing, left as is
-/// until the VM stops), so a path that cannot be written is refused before
-/// the guest runs.
+/// Opens `--stats-json PATH` for writing (created or truncated now: the
+/// event loop's seccomp filter allows neither open nor ftruncate), so a path
+/// that cannot be written is refused before the guest runs.
 fn open_stats_file(path: &std::path::Path) -> Result<std::fs::File, VmError> {
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(false)
+        .truncate(true)
         .open(path)
         .map_err(|e| VmError::Config(format!("--stats-json {}: {e}", path.display())))
 }
@@ -316,7 +316,6 @@ fn write_stats(
 ) -> Result<(), std::io::Error> {
     let body = crate::stats_cmd::StatsFile::of(source, reason);
     let json = serde_json::to_vec_pretty(&body).map_err(std::io::Error::from)?;
-    file.set_len(0)?;
     file.write_all(&json)?;
     file.write_all(b"\n")
 }
