@@ -386,14 +386,7 @@ pub fn render(vm: &VmInfo, vcpus: &[VcpuPmu], host_pmus: &[HostPmuInfo], per_vcp
         "\n Performance counter stats for VM ({} vCPU{}, vPMU {}, host {}, {}, {}):\n",
         c.vcpus,
         if c.vcpus == 1 { "" } else { "s" },
-        if c.vpmu.enabled {
-            format!(
-                "v{} {}+{}",
-                c.vpmu.version, c.vpmu.gp_counters, c.vpmu.fixed_counters
-            )
-        } else {
-            "off".to_string()
-        },
+        c.vpmu.summary(),
         c.host_pmu,
         c.scaling,
         c.grouping

@@ -57,6 +57,19 @@ pub struct VpmuConfigInfo {
 }
 
 impl VpmuConfigInfo {
+    /// One-word summary for tables: `intel v4 8+3` (GP + fixed counters),
+    /// `amd v2 6` (AMD has no fixed counters), or `off`.
+    pub fn summary(&self) -> String {
+        match (self.enabled, self.arch) {
+            (false, _) => "off".to_string(),
+            (true, PmuArch::Intel) => format!(
+                "intel v{} {}+{}",
+                self.version, self.gp_counters, self.fixed_counters
+            ),
+            (true, PmuArch::Amd) => format!("amd v{} {}", self.version, self.gp_counters),
+        }
+    }
+
     pub fn of(cfg: &vpmu::config::PmuConfig, vendor: CpuVendor) -> Self {
         VpmuConfigInfo {
             enabled: cfg.enabled,
@@ -206,4 +219,20 @@ impl Timeline {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+    use vpmu::config::PmuConfig;
+
+    #[test]
+    fn summaries_name_the_vendor_interface() {
+        let intel = VpmuConfigInfo::of(&PmuConfig::default(), CpuVendor::Intel);
+        assert_eq!(intel.summary(), "intel v4 8+3");
+        let amd = VpmuConfigInfo::of(&PmuConfig::amd(2, 6), CpuVendor::Amd);
+        assert_eq!(amd.summary(), "amd v2 6");
+        let off = VpmuConfigInfo::of(&PmuConfig::disabled(), CpuVendor::Amd);
+        assert_eq!(off.summary(), "off");
+    }
 }

@@ -175,15 +175,7 @@ pub fn list_table(entries: &[crate::runtime::Entry]) -> String {
     for e in entries {
         let (uptime, vcpus, pmu) = match client::get_json::<VmInfo>(&e.socket, "/v1/vm") {
             Ok(vm) => {
-                let p = &vm.config.vpmu;
-                let pmu = if p.enabled {
-                    format!(
-                        "{} v{} {}+{}",
-                        p.arch, p.version, p.gp_counters, p.fixed_counters
-                    )
-                } else {
-                    "off".to_string()
-                };
+                let pmu = vm.config.vpmu.summary();
                 (
                     format!("{:.1}s", vm.uptime_ms as f64 / 1000.0),
                     vm.config.vcpus.to_string(),
