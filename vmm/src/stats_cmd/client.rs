@@ -1,10 +1,12 @@
 //! A minimal HTTP/1.1 client over a Unix socket: one request per
 //! connection (`Connection: close`), `Content-Length` or read-to-end bodies.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
+
+use vpmu::util::file::{read_to_end_bounded, FileError};
 
 /// A response: status and body.
 #[derive(Debug)]
@@ -35,13 +37,10 @@ pub fn request(
     out.extend_from_slice(body.unwrap_or(&[]));
     s.write_all(&out)?;
     let mut buf = Vec::new();
-    // One byte more than allowed tells a response that is too large.
-    s.take(MAX_RESPONSE_BYTES + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > MAX_RESPONSE_BYTES {
-        return Err(bad(&format!(
-            "response larger than {MAX_RESPONSE_BYTES} bytes"
-        )));
-    }
+    read_to_end_bounded(s, MAX_RESPONSE_BYTES, &mut buf).map_err(|e| match e {
+        FileError::Io(e) => e,
+        other => bad(&format!("response {other}")),
+    })?;
     parse_response(&buf)
 }
 

@@ -34,12 +34,20 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
         return Err(FileError::TooLarge { max });
     }
     let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    // One byte more than allowed tells a file that grew since the fstat.
-    file.take(max.saturating_add(1)).read_to_end(&mut buf)?;
-    if buf.len() as u64 > max {
+    // A file that grew since the fstat is caught by the bound.
+    read_to_end_bounded(file, max, &mut buf)?;
+    Ok(buf)
+}
+
+/// Appends what `r` yields until its end to `buf`, at most `max` bytes;
+/// `TooLarge` if there is more (one byte beyond `max` is read to tell).
+pub fn read_to_end_bounded(r: impl Read, max: u64, buf: &mut Vec<u8>) -> Result<(), FileError> {
+    let start = buf.len();
+    r.take(max.saturating_add(1)).read_to_end(buf)?;
+    if (buf.len() - start) as u64 > max {
         return Err(FileError::TooLarge { max });
     }
-    Ok(buf)
+    Ok(())
 }
 
 #[cfg(test)]
