@@ -109,12 +109,9 @@ pub const MAX_SOCKET_PATH: usize = 107;
 pub fn check_socket_path(path: &Path) -> Result<(), String> {
     use std::os::unix::ffi::OsStrExt;
     let len = path.as_os_str().as_bytes().len();
-    let dir_len = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.as_os_str().as_bytes().len(),
-        _ => 1,
-    };
-    // Sequence numbers up to 3 digits: a VM binds one socket.
-    let staging = dir_len + format!("/.api-{}-999/api.sock", std::process::id()).len();
+    // The server binds a staging name first; sequence numbers up to 3
+    // digits: a VM binds one socket.
+    let staging = server::staging_path(path, 999).as_os_str().as_bytes().len();
     let need = len.max(staging);
     if need > MAX_SOCKET_PATH {
         return Err(format!(

@@ -91,6 +91,17 @@ fn clear_stale(path: &Path) -> Result<(), ApiError> {
     }
 }
 
+/// Where [`bind`] first binds the socket for `path`: `api.sock` in the
+/// private directory `.api-PID-SEQ` next to `path`.
+pub(super) fn staging_path(path: &Path, seq: u64) -> PathBuf {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    dir.join(format!(".api-{}-{seq}", std::process::id()))
+        .join("api.sock")
+}
+
 /// Binds a socket of mode 0600 at `path` without ever replacing what is
 /// there and without a moment where anyone else can connect: bind inside a
 /// fresh private directory (mode 0700) next to `path`, chmod the socket to
@@ -99,20 +110,12 @@ fn clear_stale(path: &Path) -> Result<(), ApiError> {
 fn bind(path: &Path) -> Result<UnixListener, ApiError> {
     clear_stale(path)?;
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let private = dir.join(format!(
-        ".api-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = staging_path(path, SEQ.fetch_add(1, Ordering::Relaxed));
+    let private = tmp.parent().map(Path::to_path_buf).unwrap_or_default();
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&private)
         .map_err(|e| socket_err(path, e))?;
-    let tmp = private.join("api.sock");
     let bound = UnixListener::bind(&tmp).and_then(|listener| {
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
         std::fs::hard_link(&tmp, path)?;
